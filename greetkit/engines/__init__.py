@@ -1,0 +1,76 @@
+"""Engine registry: a plain mapping of names to engine classes.
+
+Built-in engines are listed in :data:`BUILTIN`; third-party packages add their own through the
+``greetkit.engines`` entry-point group (``myengine = "my_pkg.tts:MyEngine"``). Engine modules
+import their optional dependencies lazily, so a missing extra only disables that engine.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from greetkit.engines.base import Engine, RenderedAudio, RenderRequest
+from greetkit.errors import EngineUnavailable
+
+__all__ = ["BUILTIN", "Engine", "RenderRequest", "RenderedAudio", "engine_names", "get_engine"]
+
+#: name -> "module:Class" for the engines that ship with greetkit.
+BUILTIN: dict[str, str] = {
+    "espeak": "greetkit.engines.espeak:EspeakEngine",
+    "edge": "greetkit.engines.edge:EdgeEngine",
+    "recorded": "greetkit.engines.recorded:RecordedEngine",
+}
+
+ENTRY_POINT_GROUP = "greetkit.engines"
+
+_instances: dict[str, Engine] = {}
+
+
+def _plugin_targets() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def engine_names() -> list[str]:
+    """Every engine name known: built-ins first, then entry-point plugins."""
+    names = list(BUILTIN)
+    names += [n for n in sorted(_plugin_targets()) if n not in BUILTIN]
+    return names
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    """A ``; did you mean 'x'?`` suffix for an unknown name, or a list of valid names."""
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "choose one of " + ", ".join(repr(c) for c in choices)
+
+
+def get_engine(name: str, **options: Any) -> Engine:
+    """Return the engine registered as ``name`` (one shared instance per name).
+
+    >>> get_engine("espeak").name
+    'espeak'
+    """
+    if not options and name in _instances:
+        return _instances[name]
+    target = BUILTIN.get(name) or _plugin_targets().get(name)
+    if target is None:
+        raise EngineUnavailable(
+            f"unknown engine {name!r}; {suggest(name, engine_names())}", engine=name,
+            retryable=False,
+        )
+    module_name, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except ImportError as exc:
+        raise EngineUnavailable(
+            f"engine {name!r} cannot be imported ({exc}); install its extra", engine=name,
+            retryable=False,
+        ) from exc
+    engine: Engine = cls(**options)
+    if not options:
+        _instances[name] = engine
+    return engine

@@ -1,0 +1,202 @@
+"""espeak-ng through the ``espeakng-loader`` wheel: offline, pip-only, the draft engine.
+
+The wheel ships ``libespeak-ng`` and its data (Mandarin ``cmn`` included), so a fresh machine
+with no internet and no system packages can still render every clip. The library keeps global
+state, so renders are serialized with a lock and run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import difflib
+import re
+import threading
+from collections.abc import Mapping
+from functools import cache
+from importlib.metadata import version as dist_version
+from typing import Any, ClassVar
+
+import numpy as np
+
+from greetkit.engines.base import RenderedAudio, RenderRequest
+from greetkit.errors import EngineError, EngineUnavailable
+
+# espeak_AUDIO_OUTPUT and flag values from espeak-ng's speak_lib.h.
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_CHARS_UTF8 = 1
+_ENDPAUSE = 0x1000
+_RATE, _VOLUME, _PITCH = 1, 2, 3
+_DEFAULT_WPM = 175
+_DEFAULT_PITCH = 50
+
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
+
+
+class _Voice(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_char_p),
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+class _Library:
+    """The loaded, initialized library and the one callback that collects samples."""
+
+    def __init__(self) -> None:
+        try:
+            import espeakng_loader
+        except ImportError as exc:  # pragma: no cover - a core dependency
+            raise EngineUnavailable(
+                "espeak needs the 'espeakng-loader' package", engine="espeak", retryable=False
+            ) from exc
+        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        data = espeakng_loader.get_data_path().encode()
+        self.lib.espeak_Initialize.restype = ctypes.c_int
+        self.sample_rate = int(
+            self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, ctypes.c_char_p(data), 0)
+        )
+        if self.sample_rate <= 0:
+            raise EngineUnavailable(
+                f"libespeak-ng failed to initialize with data at {data.decode()}",
+                engine="espeak",
+                retryable=False,
+            )
+        self.lib.espeak_Info.restype = ctypes.c_char_p
+        self.version = (self.lib.espeak_Info(None) or b"unknown").decode()
+        self.lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.chunks: list[np.ndarray[Any, np.dtype[np.int16]]] = []
+        self._callback = _SYNTH_CALLBACK(self._collect)
+        self.lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav: Any, numsamples: int, events: Any) -> int:
+        if numsamples > 0 and wav:
+            self.chunks.append(np.ctypeslib.as_array(wav, shape=(numsamples,)).copy())
+        return 0
+
+    def voices(self) -> dict[str, list[str]]:
+        """identifier -> languages, from the data shipped in the wheel."""
+        out: dict[str, list[str]] = {}
+        arr = self.lib.espeak_ListVoices(None)
+        i = 0
+        while arr[i]:
+            v = arr[i].contents
+            raw = ctypes.string_at(v.languages, 256)
+            langs, pos = [], 0
+            # languages: repeated (priority byte, NUL-terminated name), ended by a 0 byte.
+            while pos < len(raw) and raw[pos] != 0:
+                end = raw.index(b"\0", pos + 1)
+                langs.append(raw[pos + 1 : end].decode(errors="replace"))
+                pos = end + 1
+            out[(v.identifier or b"").decode()] = langs
+            i += 1
+        return out
+
+    def synth(self, text: str, voice: str, wpm: int, pitch: int, volume: int) -> np.ndarray:
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise EngineError(
+                f"espeak has no voice {voice!r}", engine="espeak", retryable=False
+            )
+        self.lib.espeak_SetParameter(_RATE, wpm, 0)
+        self.lib.espeak_SetParameter(_PITCH, pitch, 0)
+        self.lib.espeak_SetParameter(_VOLUME, volume, 0)
+        self.chunks = []
+        data = text.encode("utf-8") + b"\0"
+        rc = self.lib.espeak_Synth(
+            ctypes.c_char_p(data), len(data), 0, 0, 0, _CHARS_UTF8 | _ENDPAUSE, None, None
+        )
+        self.lib.espeak_Synchronize()
+        if rc != 0:
+            raise EngineError(f"espeak_Synth failed with code {rc}", engine="espeak")
+        if not self.chunks:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate(self.chunks)
+
+
+_lock = threading.Lock()
+
+
+@cache
+def _library() -> _Library:
+    return _Library()
+
+
+_PERCENT = re.compile(r"^([+-]?\d+(?:\.\d+)?)%$")
+_HZ = re.compile(r"^([+-]?\d+(?:\.\d+)?)Hz$")
+
+
+def espeak_parameters(options: Mapping[str, Any]) -> tuple[int, int, int]:
+    """Map voices.yaml's edge-style ``rate``/``pitch``/``volume`` onto espeak's units.
+
+    ``rate: "+10%"`` scales the default 175 words per minute; ``pitch: "+20Hz"`` moves
+    espeak's 0-100 pitch scale by one step per 2 Hz; ``volume: "-10%"`` scales amplitude 100.
+    """
+    wpm, pitch, volume = _DEFAULT_WPM, _DEFAULT_PITCH, 100
+    if m := _PERCENT.match(str(options.get("rate", "+0%"))):
+        wpm = round(_DEFAULT_WPM * (1 + float(m.group(1)) / 100))
+    if m := _HZ.match(str(options.get("pitch", "+0Hz"))):
+        pitch = round(_DEFAULT_PITCH + float(m.group(1)) / 2)
+    if m := _PERCENT.match(str(options.get("volume", "+0%"))):
+        volume = round(100 * (1 + float(m.group(1)) / 100))
+    return max(80, min(wpm, 450)), max(0, min(pitch, 100)), max(0, min(volume, 200))
+
+
+class EspeakEngine:
+    """Offline speech from the embedded espeak-ng."""
+
+    name: ClassVar[str] = "espeak"
+    max_concurrency: ClassVar[int] = 1
+    offline: ClassVar[bool] = True
+
+    def version(self) -> str:
+        return f"espeak-ng {_library().version}; espeakng-loader {dist_version('espeakng-loader')}"
+
+    def check_available(self) -> None:
+        _library()
+
+    def voices(self) -> dict[str, list[str]]:
+        """Voice identifiers (e.g. ``gmw/en-US``) and the language codes each speaks."""
+        with _lock:
+            return _library().voices()
+
+    def _voice_names(self) -> set[str]:
+        names: set[str] = set()
+        for ident, langs in self.voices().items():
+            names.add(ident)
+            names.add(ident.rsplit("/", 1)[-1])
+            names.update(langs)
+        return names
+
+    def validate_voice(self, voice: str, language: str) -> str | None:
+        names = self._voice_names()
+        if voice in names:
+            return None
+        close = difflib.get_close_matches(voice, sorted(names), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else "run 'greetkit voices --engine espeak'"
+        return f"unknown espeak voice {voice!r}; {hint}"
+
+    def _render_sync(self, request: RenderRequest) -> RenderedAudio:
+        wpm, pitch, volume = espeak_parameters(request.options)
+        with _lock:
+            lib = _library()
+            pcm = lib.synth(request.text, request.voice, wpm, pitch, volume)
+            rate = lib.sample_rate
+        if pcm.size == 0:
+            raise EngineError(
+                f"espeak produced no audio for {request.key!r}", engine="espeak", retryable=False
+            )
+        samples = (pcm.astype(np.float32) / 32768.0).astype(np.float32)
+        return RenderedAudio(samples, rate, {"wpm": wpm, "pitch": pitch, "volume": volume})
+
+    async def render(self, request: RenderRequest) -> RenderedAudio:
+        return await asyncio.to_thread(self._render_sync, request)
