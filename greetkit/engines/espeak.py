@@ -38,7 +38,8 @@ _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
 class _Voice(ctypes.Structure):
     _fields_ = [
         ("name", ctypes.c_char_p),
-        ("languages", ctypes.c_char_p),
+        # A raw pointer: c_char_p would stop at the first NUL of this multi-string field.
+        ("languages", ctypes.c_void_p),
         ("identifier", ctypes.c_char_p),
         ("gender", ctypes.c_ubyte),
         ("age", ctypes.c_ubyte),
@@ -200,3 +201,29 @@ class EspeakEngine:
 
     async def render(self, request: RenderRequest) -> RenderedAudio:
         return await asyncio.to_thread(self._render_sync, request)
+
+
+#: Where espeak's own ordering picks an unusual variant first (en -> Caribbean English), the
+#: voice a listener expects.
+_PREFERRED = {"en": "en-us", "zh": "cmn", "zh-cn": "cmn", "zh-tw": "cmn", "zh-hk": "yue"}
+
+
+def voice_for_language(code: str) -> str | None:
+    """The espeak voice that speaks ``code`` (``zh-CN`` -> ``cmn``), or None.
+
+    Used for drafts when voices.yaml names no espeak voice for a language.
+    """
+    wanted = code.lower().replace("_", "-")
+    if wanted in _PREFERRED:
+        return _PREFERRED[wanted]
+    voices = EspeakEngine().voices()
+    for langs in voices.values():
+        if langs and langs[0] == wanted:
+            return wanted
+    base = wanted.split("-")[0]
+    if base in _PREFERRED:
+        return _PREFERRED[base]
+    for langs in voices.values():
+        if base in langs:
+            return langs[0]
+    return None
