@@ -1,0 +1,312 @@
+"""The greetings store: immutable clip files plus a manifest published last.
+
+Layout of a store directory (``greetings/`` by default)::
+
+    manifest.json                      the index; replaced atomically, written last
+    clips/<key>.<ck>-<sha>.wav         48 kHz clip; <ck> = content key, <sha> = sha256 of bytes
+    clips/<key>.<ck>-<sha>.<rate>.wav  the same clip at another output rate
+    .lock                              held by a running build (pid inside)
+
+A clip file is never rewritten: its name carries a prefix of its own checksum, so different
+bytes always get a different name, and a worker that has a file mapped keeps valid data.
+Every write goes to a temporary file in the same directory, is flushed to disk, then renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import os
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from greetkit.errors import StoreError, StoreLocked
+from greetkit.manifest import MANIFEST_NAME, ClipEntry, Manifest, read_manifest
+
+CLIPS_DIR = "clips"
+LOCK_NAME = ".lock"
+TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """Where a clip's bytes landed and what identifies them."""
+
+    file: str
+    sha256: str
+    bytes: int
+    data_offset: int
+    samples: int
+
+
+def wav_bytes(pcm: npt.NDArray[np.int16], sample_rate: int) -> bytes:
+    """Encode mono int16 PCM as a PCM_16 WAV with libsndfile."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, pcm, sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def wav_data_offset(data: bytes) -> tuple[int, int]:
+    """(offset, size) of the ``data`` chunk of a RIFF/WAVE file, walking its chunks.
+
+    Raises ValueError for anything that is not a well-formed WAV.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError("not a RIFF/WAVE file")
+    pos = 12
+    while pos + 8 <= len(data):
+        tag = data[pos : pos + 4]
+        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        if tag == b"data":
+            if pos + 8 + size > len(data):
+                raise ValueError("data chunk runs past the end of the file (truncated?)")
+            return pos + 8, size
+        pos += 8 + size + (size & 1)
+    raise ValueError("no data chunk")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem allows it
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file + fsync + ``os.replace``."""
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _store_error(path, "cannot write", exc) from exc
+    _fsync_dir(path.parent)
+
+
+def _store_error(path: Path, what: str, exc: OSError) -> StoreError:
+    hints = {
+        errno.ENOSPC: "the disk is full; free space and build again",
+        errno.EACCES: "permission denied; check the directory's owner and mode",
+        errno.EPERM: "permission denied; check the directory's owner and mode",
+        errno.EROFS: "the filesystem is read-only; build into a writable directory with --out",
+        errno.EDQUOT: "disk quota exceeded; free space and build again",
+    }
+    hint = hints.get(exc.errno or 0, exc.strerror or str(exc))
+    err = StoreError(f"{path}: {what}: {hint}")
+    err.errno = exc.errno
+    return err
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """A store directory: write clips, publish manifests, verify and collect garbage."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.clips = self.root / CLIPS_DIR
+        self.manifest_path = self.root / MANIFEST_NAME
+
+    # -- reading --------------------------------------------------------------------------
+    def manifest(self) -> Manifest | None:
+        return read_manifest(self.root)
+
+    def path_of(self, relative: str) -> Path:
+        """The absolute path of a manifest ``file`` entry; refuses paths leaving the store."""
+        rel = Path(relative)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise StoreError(f"clip path {relative!r} leaves the store; rebuild the bank")
+        path = self.root / rel
+        root = self.root.resolve()
+        if not path.resolve().is_relative_to(root):
+            raise StoreError(f"clip path {relative!r} resolves outside the store (symlink?)")
+        return path
+
+    # -- writing --------------------------------------------------------------------------
+    def prepare(self) -> None:
+        try:
+            self.clips.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _store_error(self.clips, "cannot create", exc) from exc
+
+    def write_clip(self, stem: str, pcm: npt.NDArray[np.int16], sample_rate: int) -> StoredFile:
+        """Store one clip's PCM as an immutable WAV named after ``stem`` and its checksum."""
+        data = wav_bytes(pcm, sample_rate)
+        digest = hashlib.sha256(data).hexdigest()
+        offset, _ = wav_data_offset(data)
+        name = f"{stem}-{digest[:12]}.wav"
+        path = self.clips / name
+        # Same name means same bytes (the name holds the checksum): never rewrite a file a
+        # worker may have mapped.
+        if not (path.is_file() and path.stat().st_size == len(data)):
+            atomic_write(path, data)
+        return StoredFile(f"{CLIPS_DIR}/{name}", digest, len(data), offset, int(pcm.shape[0]))
+
+    def publish(self, manifest: Manifest) -> None:
+        """Replace manifest.json atomically: readers see the old bank or the new, never a mix."""
+        atomic_write(self.manifest_path, manifest.dumps().encode("utf-8"))
+
+    @contextlib.contextmanager
+    def lock(self, *, wait: float = 0.0) -> Iterator[None]:
+        """Hold the store's build lock; a stale lock (dead pid) is taken over.
+
+        Raises :class:`StoreLocked` naming the holder if another live build has it.
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _store_error(self.root, "cannot create", exc) from exc
+        path = self.root / LOCK_NAME
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_pid(path)
+                if holder is not None and not _pid_alive(holder):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()  # stale: its build died
+                    continue
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                who = f"pid {holder}" if holder else "another process"
+                raise StoreLocked(
+                    f"{self.root}: another build ({who}) is writing this store; wait for it, "
+                    f"or delete {path} if that process is gone"
+                ) from None
+            except OSError as exc:
+                raise _store_error(self.root, "cannot lock", exc) from exc
+            break
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())
+            os.close(fd)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                if _read_pid(path) == os.getpid():
+                    path.unlink()
+
+    # -- checking ------------------------------------------------------------------------
+    def check_entry(self, entry: ClipEntry) -> list[str]:
+        """Problems with one clip's files (missing, wrong size, checksum, bad header)."""
+        problems = []
+        files = [(entry.file, entry.sha256, entry.bytes, entry.data_offset, entry.samples,
+                  entry.sample_rate)]
+        files += [(v.file, v.sha256, v.bytes, v.data_offset, v.samples, v.sample_rate)
+                  for v in entry.variants]
+        for rel, sha, size, offset, samples, rate in files:
+            label = f"{entry.key} ({rate} Hz, {rel})"
+            try:
+                path = self.path_of(rel)
+                data = path.read_bytes()
+            except StoreError as exc:
+                problems.append(f"{entry.key}: {exc}")
+                continue
+            except FileNotFoundError:
+                problems.append(f"{label}: file is missing; run 'greetkit build'")
+                continue
+            except OSError as exc:
+                problems.append(f"{label}: cannot read ({exc.strerror})")
+                continue
+            if len(data) != size:
+                problems.append(f"{label}: {len(data)} bytes, manifest says {size} (truncated?); "
+                                "run 'greetkit build --force'")
+                continue
+            if hashlib.sha256(data).hexdigest() != sha:
+                problems.append(f"{label}: checksum mismatch (corrupted); run "
+                                "'greetkit build --force'")
+                continue
+            try:
+                off, length = wav_data_offset(data)
+            except ValueError as exc:
+                problems.append(f"{label}: bad WAV ({exc})")
+                continue
+            if off != offset or length != samples * 2:
+                problems.append(f"{label}: WAV layout differs from the manifest")
+        return problems
+
+    def verify(self, manifest: Manifest | None = None) -> list[str]:
+        """Every problem in the store, one line each (empty when the bank is sound)."""
+        manifest = manifest or self.manifest()
+        if manifest is None:
+            return [f"{self.manifest_path}: no manifest; run 'greetkit build'"]
+        problems = []
+        for entry in manifest.clips:
+            problems += self.check_entry(entry)
+        return problems
+
+    def referenced(self, manifest: Manifest | None) -> set[str]:
+        if manifest is None:
+            return set()
+        names = set()
+        for c in manifest.clips:
+            names.add(Path(c.file).name)
+            names.update(Path(v.file).name for v in c.variants)
+        return names
+
+    def clean_temp(self) -> int:
+        """Remove temporary files left by a build that died; returns how many."""
+        removed = 0
+        for directory in (self.root, self.clips):
+            if not directory.is_dir():
+                continue
+            for p in directory.glob(f"{TMP_PREFIX}*"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed += 1
+        return removed
+
+    def gc(self, *, dry_run: bool = False) -> list[Path]:
+        """Delete clip files the current manifest does not name. Returns what was (or would be)
+        removed. Call it when no worker still uses an older bank version."""
+        keep = self.referenced(self.manifest())
+        doomed = []
+        if self.clips.is_dir():
+            doomed = [p for p in sorted(self.clips.iterdir())
+                      if p.is_file() and p.name not in keep]
+        if not dry_run:
+            for p in doomed:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        return doomed
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
