@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from greetkit import __version__
-from greetkit.errors import GreetkitError
+from greetkit.errors import GreetkitError, SpecError
 
 #: verb -> one-line help, in the order ``--help`` lists them.
 COMMANDS: dict[str, str] = {
@@ -76,10 +76,13 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except SpecError as exc:
+        for issue in exc.issues:  # already 'file:line: path: problem; fix'
+            click.echo(str(issue), err=True)
+        sys.exit(exc.exit_code)
     except GreetkitError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            click.echo(f"greetkit: {line}" if not line.startswith(("voices", "/")) else line,
-                       err=True)
+            click.echo(f"greetkit: {line}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
