@@ -4,7 +4,7 @@ Layout of a store directory (``greetings/`` by default)::
 
     manifest.json                      the index; replaced atomically, written last
     clips/<key>.<ck>-<sha>.wav         48 kHz clip; <ck> = content key, <sha> = sha256 of bytes
-    clips/<key>.<ck>-<sha>.<rate>.wav  the same clip at another output rate
+    clips/<key>.<ck>.<rate>-<sha>.wav  the same clip at another output rate
     .lock                              held by a running build (pid inside)
 
 A clip file is never rewritten: its name carries a prefix of its own checksum, so different

@@ -1,0 +1,363 @@
+"""``greetkit build``: voices.yaml -> rendered, normalized, stored clips -> manifest.
+
+The pipeline reads top to bottom:
+
+1. load and validate the spec (nothing is written if it is invalid);
+2. take the store's lock and read the previous manifest;
+3. check each preferred engine once; an unreachable one turns its clips into espeak drafts;
+4. compute each clip's content key; reuse clips whose key and files are unchanged;
+5. render the rest (bounded concurrency per engine), run the DSP chain per output rate,
+   write immutable clip files;
+6. publish the new manifest last, atomically (only when something changed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from greetkit import __version__
+from greetkit.engines import get_engine
+from greetkit.engines.base import Engine, RenderedAudio, RenderRequest
+from greetkit.errors import DraftsPresent, EngineError, GreetkitError, StoreError
+from greetkit.manifest import FORMAT, ClipEntry, Manifest, Variant
+from greetkit.spec import BASE_RATE, DRAFT_ENGINE, ClipSpec, Spec, load_spec
+from greetkit.store import Store
+
+#: Called as ``progress(key, status)`` when a clip finishes; status is one of
+#: ``rendered``, ``reused``, ``draft``, ``failed``.
+Progress = Callable[[str, str], None]
+
+
+@dataclass
+class BuildResult:
+    """What a build did, for the summary line and for tools."""
+
+    out: Path
+    manifest: Manifest | None = None
+    rendered: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    drafts: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    published: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        if not self.rendered and not self.failed:
+            head = f"nothing to render: {len(self.reused)} clips up to date"
+        else:
+            head = f"{len(self.rendered)} rendered, {len(self.reused)} reused"
+        version = f", version {self.manifest.version}" if self.manifest else ""
+        return (f"{head}, {len(self.drafts)} drafts, {len(self.failed)} failed in "
+                f"{self.seconds:.1f}s -> {self.out}{version}")
+
+
+@dataclass(frozen=True)
+class _Job:
+    clip: ClipSpec
+    engine: str
+    voice: str
+    draft_reason: str | None
+    content_key: str
+
+
+def content_key(clip: ClipSpec, engine: Engine, voice: str) -> str:
+    """The one content key: a hash of exactly what changes a clip's bytes.
+
+    Rendered text, language, engine and its version, voice and options (a recorded take's own
+    checksum), the DSP parameters, the store format. Never file times.
+    """
+    from greetkit.dsp import DspParams
+
+    options: dict[str, Any] = dict(clip.options)
+    if "recording" in options:
+        from greetkit.engines.recorded import RecordedEngine
+
+        options["recording"] = RecordedEngine.take_digest(options["recording"])
+    dsp = DspParams(target_lufs=clip.loudness.target_lufs,
+                    true_peak_ceiling_db=clip.loudness.true_peak_ceiling_db)
+    payload = {
+        "format": FORMAT,
+        "text": clip.text,
+        "language": clip.language,
+        "engine": engine.name,
+        "engine_version": engine.version(),
+        "voice": voice,
+        "options": options,
+        "dsp": dsp.key(),
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class _Builder:
+    def __init__(self, spec: Spec, store: Store, *, force: bool,
+                 progress: Progress | None) -> None:
+        self.spec = spec
+        self.store = store
+        self.force = force
+        self.progress = progress
+        self.result = BuildResult(out=store.root)
+        self.entries: dict[str, ClipEntry] = {}
+
+    # -- 3. engines -------------------------------------------------------------------
+    def check_engines(self) -> dict[str, str]:
+        """engine name -> why it cannot be used now (only the unusable ones)."""
+        down: dict[str, str] = {}
+        for name in dict.fromkeys(c.engine for c in self.spec.clips):
+            try:
+                get_engine(name).check_available()
+            except GreetkitError as exc:
+                down[name] = f"{name} unavailable: {exc}"
+        return down
+
+    # -- 4. plan ------------------------------------------------------------------------
+    def plan(self, old: Manifest | None) -> list[_Job]:
+        down = self.check_engines()
+        previous = old.by_key() if old else {}
+        jobs = []
+        for clip in self.spec.clips:
+            engine_name, voice, reason = clip.engine, clip.voice, down.get(clip.engine)
+            if reason:
+                if _offline(clip.engine) or not clip.draft_voice:
+                    self.fail(clip.key, reason, previous)
+                    continue
+                engine_name, voice = DRAFT_ENGINE, clip.draft_voice
+            try:
+                key = content_key(clip, get_engine(engine_name), voice)
+            except (GreetkitError, OSError) as exc:
+                self.fail(clip.key, str(exc), previous)
+                continue
+            before = previous.get(clip.key)
+            if not self.force and before and self.reusable(before, key, clip):
+                self.entries[clip.key] = before
+                self.result.reused.append(clip.key)
+                if before.draft:
+                    self.result.drafts[clip.key] = before.draft_reason or "draft"
+                self.notify(clip.key, "reused")
+                continue
+            jobs.append(_Job(clip, engine_name, voice, reason, key))
+        return jobs
+
+    def reusable(self, entry: ClipEntry, key: str, clip: ClipSpec) -> bool:
+        rates = {BASE_RATE} | {v.sample_rate for v in entry.variants}
+        if entry.content_key != key or rates != set(self.spec.sample_rates):
+            return False
+        # Cheap check only (exists, size); 'greetkit verify' does the checksums.
+        for rel, size in [(entry.file, entry.bytes)] + [(v.file, v.bytes) for v in entry.variants]:
+            try:
+                if self.store.path_of(rel).stat().st_size != size:
+                    return False
+            except (OSError, StoreError):
+                return False
+        return True
+
+    def fail(self, key: str, reason: str, previous: dict[str, ClipEntry]) -> None:
+        self.result.failed[key] = reason
+        if key in previous:  # keep the last good clip rather than lose it
+            self.entries[key] = previous[key]
+        self.notify(key, "failed")
+
+    def notify(self, key: str, status: str) -> None:
+        if self.progress:
+            self.progress(key, status)
+
+    # -- 5. render ----------------------------------------------------------------------
+    async def render_all(self, jobs: list[_Job], previous: dict[str, ClipEntry]) -> None:
+        limits: dict[str, asyncio.Semaphore] = {}
+        for job in jobs:
+            for name in (job.engine, DRAFT_ENGINE):
+                if name not in limits:
+                    limits[name] = asyncio.Semaphore(max(1, get_engine(name).max_concurrency))
+        workers = max(1, min(4, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="greetkit-dsp") as pool:
+            await asyncio.gather(*(self.render_one(j, limits, pool, previous) for j in jobs))
+
+    async def render_one(self, job: _Job, limits: dict[str, asyncio.Semaphore],
+                         pool: ThreadPoolExecutor, previous: dict[str, ClipEntry]) -> None:
+        clip, reason = job.clip, job.draft_reason
+        engine_name, voice, key = job.engine, job.voice, job.content_key
+        try:
+            audio = await self.render_with(engine_name, clip, voice, limits)
+        except EngineError as exc:
+            engine = get_engine(engine_name)
+            if engine.offline or not clip.draft_voice:
+                self.fail(clip.key, f"{engine_name}: {exc}", previous)
+                return
+            # The preferred engine failed even after its own retries: an espeak draft keeps
+            # the bank complete, flagged so the next build retries the real engine.
+            reason = f"{engine_name} failed: {exc}"
+            engine_name, voice = DRAFT_ENGINE, clip.draft_voice
+            try:
+                key = content_key(clip, get_engine(engine_name), voice)
+                audio = await self.render_with(engine_name, clip, voice, limits)
+            except (GreetkitError, OSError) as exc2:
+                self.fail(clip.key, f"{reason}; draft failed too: {exc2}", previous)
+                return
+        loop = asyncio.get_running_loop()
+        try:
+            entry = await loop.run_in_executor(
+                pool, self.process, clip, engine_name, voice, key, audio, reason
+            )
+        except GreetkitError as exc:
+            self.fail(clip.key, str(exc), previous)
+            return
+        self.entries[clip.key] = entry
+        self.result.rendered.append(clip.key)
+        if entry.draft:
+            self.result.drafts[clip.key] = reason or "draft"
+        self.notify(clip.key, "draft" if entry.draft else "rendered")
+
+    async def render_with(self, engine_name: str, clip: ClipSpec, voice: str,
+                          limits: dict[str, asyncio.Semaphore]) -> RenderedAudio:
+        request = RenderRequest(key=clip.key, text=clip.text, language=clip.language,
+                                voice=voice, options=clip.options,
+                                project_dir=self.spec.project_dir)
+        async with limits[engine_name]:
+            return await get_engine(engine_name).render(request)
+
+    def process(self, clip: ClipSpec, engine_name: str, voice: str, key: str,
+                audio: RenderedAudio, draft_reason: str | None) -> ClipEntry:
+        """DSP chain at every output rate from the engine's source audio, then store."""
+        from greetkit.dsp import DspParams, process
+
+        seed = int(key[:8], 16)  # dither is deterministic: same inputs, same bytes
+        stem = f"{clip.key}.{key[:16]}"
+        main: Any = None
+        variants = []
+        for rate in self.spec.sample_rates:
+            params = DspParams(target_lufs=clip.loudness.target_lufs,
+                               true_peak_ceiling_db=clip.loudness.true_peak_ceiling_db,
+                               sample_rate=rate)
+            out = process(audio.samples, audio.sample_rate, params, seed=seed)
+            stored = self.store.write_clip(stem if rate == BASE_RATE else f"{stem}.{rate}",
+                                           out.pcm, rate)
+            if rate == BASE_RATE:
+                main = (out, stored)
+            else:
+                variants.append(Variant(sample_rate=rate, file=stored.file, sha256=stored.sha256,
+                                        bytes=stored.bytes, data_offset=stored.data_offset,
+                                        samples=stored.samples, lufs=round(out.lufs, 3),
+                                        true_peak_db=round(out.true_peak_db, 3)))
+        out, stored = main
+        return ClipEntry(
+            key=clip.key, phrase=clip.phrase, language=clip.language, text=clip.text,
+            engine=engine_name, voice=voice, preferred_engine=clip.engine,
+            draft=engine_name != clip.engine, draft_reason=draft_reason,
+            content_key=key, file=stored.file, sha256=stored.sha256, bytes=stored.bytes,
+            data_offset=stored.data_offset, sample_rate=BASE_RATE, channels=1,
+            samples=stored.samples, duration=round(stored.samples / BASE_RATE, 4),
+            lufs=round(out.lufs, 3), true_peak_db=round(out.true_peak_db, 3),
+            target_lufs=clip.loudness.target_lufs,
+            true_peak_ceiling_db=clip.loudness.true_peak_ceiling_db,
+            gain_db=round(out.gain_db, 3), limiter_db=round(out.limiter_db, 3),
+            warnings=tuple(out.warnings), variants=tuple(variants),
+        )
+
+    # -- 6. publish ---------------------------------------------------------------------
+    def manifest(self, old: Manifest | None) -> Manifest:
+        order = [c.key for c in self.spec.clips]
+        clips = [self.entries[k] for k in order if k in self.entries]
+        texts: dict[str, dict[str, str]] = {}
+        for c in self.spec.clips:
+            texts.setdefault(c.phrase, {})[c.language] = c.text
+        return Manifest(
+            version=(old.version + 1) if old else 1,
+            built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            generator=f"greetkit {__version__}",
+            default_language=self.spec.default_language,
+            languages=tuple(self.spec.languages),
+            phrases=self.spec.phrases,
+            clips=tuple(clips),
+            texts=texts,
+        )
+
+
+def _offline(name: str) -> bool:
+    """Whether an engine needs nothing outside this machine (an unimportable one does)."""
+    try:
+        return get_engine(name).offline
+    except GreetkitError:
+        return False
+
+
+def _same_bank(a: Manifest, b: Manifest | None) -> bool:
+    if b is None:
+        return False
+    ja, jb = a.to_json(), b.to_json()
+    for volatile in ("version", "built_at", "generator"):
+        ja.pop(volatile, None)
+        jb.pop(volatile, None)
+    return ja == jb
+
+
+def build(
+    config: Path | str = "voices.yaml",
+    out: Path | str | None = None,
+    *,
+    force: bool = False,
+    strict: bool = False,
+    progress: Progress | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
+) -> BuildResult:
+    """Build the greeting bank described by ``config`` into ``out`` (default: ``greetings/``
+    next to the config). Returns a :class:`BuildResult`.
+
+    Raises :class:`~greetkit.errors.SpecError` (nothing written) for an invalid spec,
+    :class:`~greetkit.errors.StoreError` when the store cannot be written (the previous bank
+    stays intact), and :class:`~greetkit.errors.DraftsPresent` with ``strict=True`` when a
+    clip could only be drafted.
+
+    >>> result = build("voices.yaml")  # doctest: +SKIP
+    >>> print(result.summary())  # doctest: +SKIP
+    4 rendered, 0 reused, 4 drafts, 0 failed in 1.2s -> greetings, version 1
+    """
+    started = time.monotonic()
+    spec = load_spec(config)
+    store = Store(Path(out) if out is not None else spec.project_dir / "greetings")
+    builder = _Builder(spec, store, force=force, progress=progress)
+    builder.result.warnings += [str(w) for w in spec.warnings]
+    with store.lock():
+        store.clean_temp()  # leftovers of a build that died
+        old = _read_old(store, builder.result)
+        jobs = builder.plan(old)
+        if on_plan:
+            on_plan(len(jobs), len(spec.clips))
+        if jobs:
+            store.prepare()
+            asyncio.run(builder.render_all(jobs, old.by_key() if old else {}))
+        manifest = builder.manifest(old)
+        if _same_bank(manifest, old):
+            builder.result.manifest = old
+        else:
+            store.publish(manifest)
+            builder.result.manifest = manifest
+            builder.result.published = True
+    for entry in builder.result.manifest.clips if builder.result.manifest else ():
+        builder.result.warnings += [f"{entry.key}: {w}" for w in entry.warnings
+                                    if entry.key in builder.result.rendered]
+    builder.result.seconds = time.monotonic() - started
+    if strict and builder.result.drafts:
+        keys = ", ".join(sorted(builder.result.drafts))
+        raise DraftsPresent(f"--strict: {len(builder.result.drafts)} clips are drafts ({keys}); "
+                            "build where the preferred engine is reachable")
+    return builder.result
+
+
+def _read_old(store: Store, result: BuildResult) -> Manifest | None:
+    try:
+        return store.manifest()
+    except StoreError as exc:
+        # An unreadable manifest is replaced by this build; say so rather than stop.
+        result.warnings.append(f"previous manifest ignored: {exc}")
+        return None

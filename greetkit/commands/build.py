@@ -1,0 +1,68 @@
+"""greetkit build"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from greetkit.commands._options import config_option, out_option
+
+_MARK = {"rendered": "rendered", "reused": "up to date", "draft": "DRAFT", "failed": "FAILED"}
+
+
+@click.command()
+@config_option
+@out_option
+@click.option("--force", is_flag=True, help="Re-render every clip, even unchanged ones.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 if any clip is a draft (the preferred engine was unreachable).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
+def command(config: Path, out: Path | None, force: bool, strict: bool, quiet: bool) -> None:
+    """Render voices.yaml into loudness-normalized clips in greetings/.
+
+    Unchanged clips are reused (their content key covers text, engine and version, voice,
+    options and DSP settings). When the preferred engine cannot be reached, clips are rendered
+    with the offline espeak engine and flagged as drafts; the next build that reaches the
+    engine replaces them. The manifest is published last and atomically; an invalid
+    voices.yaml exits 2 and writes nothing.
+    """
+    from greetkit.build import build
+
+    bar: Any = None
+    tty = sys.stderr.isatty() and not quiet
+
+    def on_plan(todo: int, total: int) -> None:
+        nonlocal bar
+        if todo and tty:
+            bar = click.progressbar(length=todo, label=f"rendering {todo}/{total} clips",
+                                    file=sys.stderr, show_pos=True)
+            bar.__enter__()
+
+    def progress(key: str, status: str) -> None:
+        if bar is not None and status != "reused":
+            bar.update(1)
+        elif not quiet and not tty and status != "reused":
+            click.echo(f"  {key}: {_MARK[status]}", err=True)
+
+    try:
+        result = build(config, out, force=force, strict=False, progress=progress,
+                       on_plan=on_plan)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    if not quiet:
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        for key, reason in result.drafts.items():
+            click.echo(f"draft: {key}: {reason}", err=True)
+        for key, reason in result.failed.items():
+            click.echo(f"failed: {key}: {reason}", err=True)
+    click.echo(result.summary())
+    if result.failed:
+        sys.exit(1)
+    if strict and result.drafts:
+        click.echo(f"greetkit: --strict: {len(result.drafts)} clips are drafts", err=True)
+        sys.exit(1)

@@ -1,0 +1,52 @@
+"""greetkit list"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from greetkit.commands._options import config_option, out_option, store_dir
+
+
+@click.command()
+@config_option
+@out_option
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest's clips as JSON.")
+def command(config: Path, out: Path | None, as_json: bool) -> None:
+    """Show the built clips: key, language, engine/voice, duration, loudness, status.
+
+    STATUS is 'ok', 'draft' (rendered by the offline fallback engine) or 'stale' (voices.yaml
+    now asks for something else; run 'greetkit build').
+    """
+    from greetkit.errors import GreetkitError, StoreError
+    from greetkit.store import Store
+
+    root = store_dir(config, out)
+    manifest = Store(root).manifest()
+    if manifest is None:
+        raise StoreError(f"{root}: no manifest.json; run 'greetkit build' first")
+    if as_json:
+        click.echo(json.dumps([c.to_json() for c in manifest.clips], ensure_ascii=False, indent=2))
+        return
+    stale: set[str] = set()
+    try:
+        from greetkit.spec import load_spec
+
+        spec = load_spec(config)
+        wanted = {c.key: c for c in spec.clips}
+        stale = {c.key for c in manifest.clips
+                 if c.key not in wanted or wanted[c.key].text != c.text
+                 or wanted[c.key].engine != c.preferred_engine}
+    except GreetkitError:
+        pass  # no (valid) spec here: list what is built without staleness
+    rows = [("KEY", "LANG", "ENGINE/VOICE", "DUR", "LUFS", "TP dB", "STATUS")]
+    for c in manifest.clips:
+        status = "stale" if c.key in stale else "draft" if c.draft else "ok"
+        rows.append((c.key, c.language, f"{c.engine}/{c.voice}", f"{c.duration:.2f}s",
+                     f"{c.lufs:.1f}", f"{c.true_peak_db:.1f}", status))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    click.echo(f"{len(manifest.clips)} clips, version {manifest.version}, built {manifest.built_at}")
