@@ -89,7 +89,8 @@ class ClipNotFound(GreetkitError, KeyError):
     def __init__(self, key: str, suggestions: Sequence[str] = ()) -> None:
         self.key = key
         self.suggestions = tuple(suggestions)
-        hint = f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?" if suggestions else ""
+        names = ", ".join(repr(s) for s in self.suggestions)
+        hint = f"; did you mean {names}?" if suggestions else ""
         super().__init__(f"no clip {key!r}{hint}")
 
     def __str__(self) -> str:  # KeyError would repr() the message

@@ -296,14 +296,14 @@ class _Validator:
         base = default
         if "preset" in m:
             base = self.loudness(m["preset"], (*path, "preset"), default)
-        target = self.number(m.get("target_lufs", base.target_lufs), (*path, "target_lufs"),
-                             -40.0, -5.0)
-        ceiling = self.number(m.get("true_peak_db", base.true_peak_ceiling_db),
-                              (*path, "true_peak_db"), -20.0, 0.0)
-        if target is None or ceiling is None:
+        new_target = self.number(m.get("target_lufs", base.target_lufs),
+                                 (*path, "target_lufs"), -40.0, -5.0)
+        new_ceiling = self.number(m.get("true_peak_db", base.true_peak_ceiling_db),
+                                  (*path, "true_peak_db"), -20.0, 0.0)
+        if new_target is None or new_ceiling is None:
             return default
         if "target_lufs" in m or "true_peak_db" in m:
-            return Loudness(target, ceiling, None)
+            return Loudness(new_target, new_ceiling, None)
         return base
 
     def number(self, value: Any, path: Path_, lo: float, hi: float) -> float | None:
@@ -311,7 +311,8 @@ class _Validator:
             self.doc.error(path, f"expected a number between {lo:g} and {hi:g}, got {value!r}")
             return None
         if not lo <= float(value) <= hi:
-            self.doc.error(path, f"{value!r} is out of range; use a number between {lo:g} and {hi:g}")
+            self.doc.error(path, f"{value!r} is out of range; use a number between {lo:g} and "
+                           f"{hi:g}")
             return None
         return float(value)
 
@@ -466,12 +467,13 @@ class _Validator:
                 v = self.string(voice, vpath)
                 if v is not None:
                     voices[engine] = v
-            engine = self.engine(body["engine"], (*path, "engine")) if "engine" in body else None
+            lang_engine = (self.engine(body["engine"], (*path, "engine"))
+                           if "engine" in body else None)
             if DRAFT_ENGINE not in voices:
                 guess = voice_for_language(code)
                 if guess:
                     voices[DRAFT_ENGINE] = guess
-            out[code] = Language(code, voices, self.delivery(body, path), engine)
+            out[code] = Language(code, voices, self.delivery(body, path), lang_engine)
             self.languages_voices[code] = voices
         return out
 
@@ -565,7 +567,8 @@ class _Validator:
             text = self.render(source, scope, (*path, "text"), template=False) if source else None
         else:
             source = self.string(entry["template"], (*path, "template"))
-            text = self.render(source, scope, (*path, "template"), template=True) if source else None
+            text = (self.render(source, scope, (*path, "template"), template=True)
+                    if source else None)
         engine = engine_default
         if "recording" in entry:
             engine = "recorded"
@@ -658,6 +661,7 @@ def load_spec(path: Path | str = "voices.yaml", *, templates_dir: Path | None = 
         # Validate even after structural problems (duplicate keys ...): all errors at once.
         spec = _Validator(doc, path, templates_dir).spec(data)
     if doc.issues or spec is None:
-        unique = {(i.line, i.message): i for i in doc.issues}  # a template fails once, not per language
+        # A broken template fails once, not once per language that uses it.
+        unique = {(i.line, i.message): i for i in doc.issues}
         raise SpecError(sorted(unique.values(), key=lambda i: (i.line or 0)))
     return spec

@@ -34,7 +34,7 @@ def test_reads_supported_formats(tmp_path: Path, ext: str, fmt: str) -> None:
 def test_unsupported_or_corrupt_files_are_clear_errors(tmp_path: Path) -> None:
     """A .m4a is refused by name; garbage in a .wav says it cannot be decoded."""
     (tmp_path / "take.m4a").write_bytes(b"x")
-    with pytest.raises(EngineError, match="unsupported recording format '.m4a'"):
+    with pytest.raises(EngineError, match=r"unsupported recording format '\.m4a'"):
         read(tmp_path / "take.m4a")
     (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
     with pytest.raises(EngineError, match="cannot decode recording"):

@@ -34,6 +34,6 @@ def test_round_trip_keeps_every_field() -> None:
 
 def test_missing_required_field_is_reported() -> None:
     """A manifest without 'clips' is malformed, with a fix."""
-    with pytest.raises(StoreError, match="malformed .*rebuild"):
+    with pytest.raises(StoreError, match=r"malformed .*rebuild"):
         Manifest.from_json({"format": FORMAT, "version": 1, "built_at": "t",
                             "default_language": "en"})

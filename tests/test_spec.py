@@ -152,7 +152,8 @@ def test_template_cannot_escape_templates_dir(write_spec, tmp_path: Path) -> Non
 
 def test_loudness_presets_and_numbers(write_spec) -> None:  # type: ignore[no-untyped-def]
     """Presets map to (target, ceiling); explicit numbers override and are range-checked."""
-    spec = load_spec(write_spec(MINIMAL.replace("engine: espeak", "engine: espeak\n  loudness: broadcast")))
+    preset = "engine: espeak\n  loudness: broadcast"
+    spec = load_spec(write_spec(MINIMAL.replace("engine: espeak", preset)))
     assert (spec.loudness.target_lufs, spec.loudness.true_peak_ceiling_db) == (-23.0, -1.0)
     text = MINIMAL.replace("engine: espeak", "engine: espeak\n  loudness: {target_lufs: -60}")
     assert errors(write_spec(text)) == [
@@ -171,10 +172,11 @@ def test_recorded_take_must_stay_in_project(write_spec, tmp_path: Path) -> None:
 
 def test_sample_rates_always_include_48k(write_spec) -> None:  # type: ignore[no-untyped-def]
     """48 kHz is always built; unsupported rates are errors."""
-    spec = load_spec(write_spec(MINIMAL.replace("engine: espeak", "engine: espeak\n  sample_rates: [24000]")))
+    rates = "engine: espeak\n  sample_rates: [{}]"
+    spec = load_spec(write_spec(MINIMAL.replace("engine: espeak", rates.format(24000))))
     assert spec.sample_rates == (48000, 24000)
-    got = errors(write_spec(MINIMAL.replace("engine: espeak", "engine: espeak\n  sample_rates: [11025]")))
-    assert got[0].startswith("voices.yaml:4: defaults.sample_rates.0: 11025 is not a supported rate")
+    got = errors(write_spec(MINIMAL.replace("engine: espeak", rates.format(11025))))
+    assert got[0].startswith("voices.yaml:4: defaults.sample_rates.0: 11025 is not a supported")
 
 
 def test_missing_file_is_one_clear_error(tmp_path: Path) -> None:

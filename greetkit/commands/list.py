@@ -48,5 +48,6 @@ def command(config: Path, out: Path | None, as_json: bool) -> None:
                      f"{c.lufs:.1f}", f"{c.true_peak_db:.1f}", status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-    click.echo(f"{len(manifest.clips)} clips, version {manifest.version}, built {manifest.built_at}")
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    click.echo(f"{len(manifest.clips)} clips, version {manifest.version}, "
+               f"built {manifest.built_at}")
