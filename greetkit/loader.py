@@ -1,0 +1,651 @@
+"""The loader: a built bank mapped into memory, ready to play within microseconds.
+
+:func:`load` is synchronous (LiveKit's ``prewarm`` has no event loop) and never decodes
+audio. Every clip file is mapped read-only with :mod:`mmap` and its PCM exposed as a
+read-only ``numpy.int16`` view at the manifest's ``data_offset``, so:
+
+* load cost is one ``open`` + ``fstat`` + ``mmap`` + a header read per file;
+* the N worker processes LiveKit keeps (and every job process forked from a process that
+  loaded the bank, see :mod:`greetkit.preload`) share one copy of the audio in the page cache;
+* playing a clip copies nothing but the 20 ms frame being handed to LiveKit.
+
+Checks and the checksum policy
+------------------------------
+Always, at load, for each clip file: the manifest path stays inside the store (no absolute
+path, no ``..``, no symlinked file or directory leading out), the file is a regular file of
+exactly ``bytes`` bytes, and its RIFF/WAVE header describes mono PCM_16 at the clip's rate
+with the ``data`` chunk at ``data_offset`` holding exactly ``samples`` samples.
+
+The sha256 in the manifest is checked according to ``verify``:
+
+* ``None`` (default): lazily, the first time a clip is played in this process (hashing a 3 s
+  clip takes about a tenth of a millisecond, and a forked process inherits the result);
+* ``True``: every file at load (what :mod:`greetkit.preload` does, once per server);
+* ``False``: never (``greetkit verify`` checks the store offline).
+
+A clip that fails a check is *unavailable*: it is left out of the bank with one warning, its
+text stays known, and :meth:`Bank.say` speaks that text with live TTS instead. A missing,
+unreadable or newer-format manifest gives an empty bank (with whatever texts could be
+recovered) and one warning, unless ``strict=True``, which raises instead (for tools).
+
+Clip files are immutable (their names carry their checksum) and never rewritten, so a build
+publishing a new manifest does not disturb a loaded bank; :meth:`Bank.reload` returns a new
+bank for the newest manifest and leaves this one intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mmap
+import os
+import re
+import stat
+import struct
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from greetkit.errors import AudioError, ClipNotFound, StoreError, VerifyError
+from greetkit.manifest import MANIFEST_NAME, ClipEntry, Manifest, read_manifest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from livekit import rtc
+    from livekit.agents import AgentSession, SpeechHandle
+
+__all__ = ["BASE_RATE", "FALLBACK_PHRASE", "Bank", "Clip", "Selection", "load"]
+
+log = logging.getLogger("greetkit")
+
+#: The rate every clip is stored at; other rates are variants.
+BASE_RATE = 48000
+#: The phrase (and key) of the clip played when nothing else fits.
+FALLBACK_PHRASE = "fallback"
+
+PCM = npt.NDArray[np.int16]
+
+
+class _MappedFile:
+    """One clip file mapped read-only, with its PCM view and checksum state.
+
+    Shared between banks (``reload`` reuses unchanged files) and inherited by forked
+    processes; nothing in it is ever written after load except the checksum verdict.
+    """
+
+    __slots__ = ("_map", "path", "pcm", "sha256", "verdict")
+
+    def __init__(self, path: Path, mapped: mmap.mmap, pcm: PCM, sha256: str) -> None:
+        self.path = path
+        self._map = mapped
+        self.pcm = pcm
+        self.sha256 = sha256
+        #: None until hashed, then "" when it matches or the problem.
+        self.verdict: str | None = None
+
+    def verify(self) -> str:
+        """Hash the mapped bytes once; "" when they match the manifest, else the problem."""
+        if self.verdict is None:
+            # hashlib reads the mapping through the buffer protocol: no copy.
+            digest = hashlib.sha256(self._map).hexdigest()
+            self.verdict = "" if digest == self.sha256 else (
+                f"{self.path.name}: checksum mismatch (corrupted); run 'greetkit build --force'"
+            )
+        return self.verdict
+
+
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """A playable clip: text, language and its PCM as read-only int16 views of the mapped file.
+
+    >>> clip = bank["en_default"]  # doctest: +SKIP
+    >>> clip.samples.shape, clip.sample_rate, clip.rates  # doctest: +SKIP
+    ((96000,), 48000, (48000, 24000))
+    """
+
+    key: str
+    phrase: str
+    language: str
+    text: str
+    #: Rendered by the draft engine because the preferred one was unreachable.
+    draft: bool
+    #: The manifest entry, for anything not surfaced here (engine, voice, loudness ...).
+    entry: ClipEntry
+    _files: Mapping[int, _MappedFile] = field(repr=False)
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate of :attr:`samples` (always 48 kHz; see :meth:`pcm` for variants)."""
+        return BASE_RATE
+
+    @property
+    def samples(self) -> PCM:
+        """The 48 kHz mono int16 PCM: a read-only view of the mapped file, never a copy."""
+        return self._files[BASE_RATE].pcm
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return int(self.samples.shape[0]) / BASE_RATE
+
+    @property
+    def rates(self) -> tuple[int, ...]:
+        """Sample rates this clip can be played at without resampling (48 kHz first)."""
+        return tuple(self._files)
+
+    def pcm(self, sample_rate: int = BASE_RATE) -> PCM:
+        """The PCM at ``sample_rate`` (48 kHz or a stored variant).
+
+        Raises :class:`~greetkit.errors.AudioError` when no variant has that rate.
+        """
+        try:
+            return self._files[sample_rate].pcm
+        except KeyError:
+            have = ", ".join(str(r) for r in self._files)
+            raise AudioError(
+                f"clip {self.key!r} has no {sample_rate} Hz variant (has {have}); add "
+                f"{sample_rate} to defaults.sample_rates in voices.yaml and build again"
+            ) from None
+
+    def verify(self) -> str:
+        """Check the checksum of every file of this clip once; "" when all match."""
+        for f in self._files.values():
+            problem = f.verify()
+            if problem:
+                return problem
+        return ""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What :meth:`Bank.select` chose for a phrase and language.
+
+    ``clip`` is None when the best match cannot be played (no clip, or its file failed a
+    check); ``text`` is then what live TTS should say (None when nothing is known).
+    """
+
+    phrase: str
+    language: str | None
+    clip: Clip | None
+    text: str | None
+    #: How the choice was made: exact, base, default, fallback or none.
+    via: str
+    #: Why ``clip`` is None although the bank knows the text (an unavailable clip's problem).
+    problem: str | None = None
+
+
+def _normalize(language: str) -> str:
+    return language.strip().replace("_", "-").lower()
+
+
+def _base(language: str) -> str:
+    return _normalize(language).split("-", 1)[0]
+
+
+class Bank(Mapping[str, Clip]):
+    """A loaded greeting bank: a read-only mapping of clip key to :class:`Clip`.
+
+    Only playable clips are items; :attr:`unavailable` lists the others with the reason, and
+    their texts remain usable for live TTS. Safe to share between tasks and forked processes.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        manifest: Manifest | None,
+        clips: Mapping[str, Clip],
+        *,
+        unavailable: Mapping[str, str] | None = None,
+        texts: Mapping[str, Mapping[str, str]] | None = None,
+        default_language: str | None = None,
+        problem: str | None = None,
+        frame_ms: int = 20,
+        verify: bool | None = None,
+        load_ms: float = 0.0,
+    ) -> None:
+        self.root = root
+        #: The manifest this bank was loaded from (None for an empty or unreadable store).
+        self.manifest = manifest
+        #: key -> why that clip cannot be played.
+        self.unavailable: dict[str, str] = dict(unavailable or {})
+        #: Why the whole bank is empty (no manifest, unreadable, newer format), or None.
+        self.problem = problem
+        self.frame_ms = frame_ms
+        self.load_ms = load_ms
+        self._verify = verify
+        self._clips = dict(clips)
+        self.default_language = (
+            manifest.default_language if manifest is not None else default_language
+        )
+        # (phrase, normalized language) -> text, from every clip entry (playable or not)
+        # and the manifest's texts map, so live TTS always has the right words.
+        self._texts: dict[tuple[str, str], str] = {}
+        for phrase, by_lang in (texts or {}).items():
+            for lang, text in by_lang.items():
+                self._texts[(phrase, _normalize(lang))] = text
+        self._entries: dict[tuple[str, str], ClipEntry] = {}
+        if manifest is not None:
+            for phrase, by_lang in manifest.texts.items():
+                for lang, text in by_lang.items():
+                    self._texts[(phrase, _normalize(lang))] = text
+            for entry in manifest.clips:
+                self._entries[(entry.phrase, _normalize(entry.language))] = entry
+                self._texts.setdefault((entry.phrase, _normalize(entry.language)), entry.text)
+
+    # -- Mapping ----------------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Clip:
+        try:
+            return self._clips[key]
+        except KeyError:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(self._clips), n=3, cutoff=0.6)
+            raise ClipNotFound(key, close) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._clips)
+
+    def __len__(self) -> int:
+        return len(self._clips)
+
+    def __repr__(self) -> str:
+        version = self.manifest.version if self.manifest else None
+        return (f"<greetkit.Bank {str(self.root)!r} version={version} clips={len(self)} "
+                f"unavailable={len(self.unavailable)}>")
+
+    @property
+    def version(self) -> int | None:
+        """The manifest version this bank holds (None when there was none)."""
+        return self.manifest.version if self.manifest is not None else None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of clip files mapped (every rate)."""
+        return sum(c.entry.bytes + sum(v.bytes for v in c.entry.variants)
+                   for c in self._clips.values())
+
+    # -- selection --------------------------------------------------------------------------
+    def select(self, phrase: str, language: str | None = None, **variables: str) -> Selection:
+        """Choose what to play for ``phrase`` in ``language``.
+
+        Order: the exact language (case and ``_``/``-`` insensitive) → its base language
+        (``zh-CN`` → ``zh``, ``en_US`` → ``en``) → the bank's default language → the
+        ``fallback`` clip → nothing. The first step the bank knows anything about wins: if
+        its clip is unavailable the selection carries its text for live TTS rather than
+        dropping to a clip with other words.
+
+        ``variables`` pick a more specific phrase when the spec declares one named
+        ``<phrase>_<value>``: ``select("default", "en", time_of_day="morning")`` prefers a
+        ``default_morning`` phrase and otherwise uses ``default``.
+        """
+        for value in variables.values():
+            specific = f"{phrase}_{value}"
+            if any(p == specific for p, _ in self._texts):
+                chosen = self._select(specific, language)
+                if chosen.via != "none" and chosen.via != "fallback":
+                    return chosen
+        return self._select(phrase, language)
+
+    def _select(self, phrase: str, language: str | None) -> Selection:
+        steps: list[tuple[str, str]] = []
+        if language:
+            steps.append(("exact", _normalize(language)))
+            steps.append(("base", _base(language)))
+        if self.default_language:
+            steps.append(("default", _normalize(self.default_language)))
+            steps.append(("default", _base(self.default_language)))
+        for via, lang in steps:
+            found = self._lookup(phrase, lang, via)
+            if found is not None:
+                return found
+        # The fallback clip, in whatever language it was built.
+        for (p, _lang), entry in self._entries.items():
+            if p == FALLBACK_PHRASE:
+                return self._selection(phrase, entry.language, entry, entry.text, "fallback")
+        for (p, lang), text in self._texts.items():
+            if p == FALLBACK_PHRASE:
+                return Selection(phrase, lang, None, text, "fallback", "no fallback clip built")
+        return Selection(phrase, language, None, None, "none")
+
+    def _lookup(self, phrase: str, lang: str, via: str) -> Selection | None:
+        entry = self._entries.get((phrase, lang))
+        if entry is not None:
+            return self._selection(phrase, entry.language, entry, entry.text, via)
+        text = self._texts.get((phrase, lang))
+        if text is not None:
+            return Selection(phrase, lang, None, text, via, f"no clip built for {phrase!r} "
+                             f"in {lang!r}")
+        return None
+
+    def _selection(self, phrase: str, language: str, entry: ClipEntry, text: str,
+                   via: str) -> Selection:
+        clip = self._clips.get(entry.key)
+        if clip is None:
+            reason = self.unavailable.get(entry.key, f"clip {entry.key!r} is not loaded")
+            return Selection(phrase, language, None, text, via, reason)
+        return Selection(phrase, language, clip, text, via)
+
+    def resolve(self, phrase: str, language: str | None = None, **variables: str) -> Clip | None:
+        """The clip to play for ``phrase`` in ``language``, or None (then speak
+        :meth:`text` live). See :meth:`select` for the fallback order.
+
+        >>> bank.resolve("default", language="zh-CN").key  # doctest: +SKIP
+        'zh_default'
+        """
+        return self.select(phrase, language, **variables).clip
+
+    def text(self, phrase: str, language: str | None = None, **variables: str) -> str | None:
+        """The words of the best match for ``phrase`` (even when its clip cannot play)."""
+        return self.select(phrase, language, **variables).text
+
+    # -- playing ----------------------------------------------------------------------------
+    def playable(self, clip: Clip) -> str:
+        """Run the checksum policy for ``clip``; "" when it may be played, else the problem."""
+        if self._verify is False:
+            return ""
+        return clip.verify()
+
+    def frames(self, key: str, sample_rate: int | None = None,
+               frame_ms: int | None = None) -> AsyncIterator[rtc.AudioFrame]:
+        """A fresh async iterator of ``livekit.rtc.AudioFrame`` for clip ``key``.
+
+        Mono int16 at 48 kHz (or the stored ``sample_rate`` variant), ``frame_ms`` per
+        frame (the last one shorter), sample-exact. Needs the ``livekit`` extra.
+        """
+        from greetkit.agents import frames
+
+        clip = self[key]
+        problem = self.playable(clip)
+        if problem:
+            raise StoreError(f"clip {key!r} cannot be played: {problem}")
+        return frames(clip, frame_ms=frame_ms or self.frame_ms, sample_rate=sample_rate)
+
+    def say(self, session: AgentSession[Any], phrase: str, language: str | None = None, *,
+            fallback_text: str | None = None, **kwargs: Any) -> SpeechHandle | None:
+        """Speak ``phrase`` in ``session``: the pre-built clip, or live TTS if none fits.
+
+        Calls ``session.say(text, audio=frames)`` with the clip's text, at the session's
+        audio output rate when a variant matches. With no playable clip it calls
+        ``session.say(text)`` with the text from the manifest (or ``fallback_text`` when the
+        bank knows none), logs one warning, and never raises. Extra keyword arguments
+        (``allow_interruptions``, ``add_to_chat_ctx``) go to ``session.say``.
+
+        >>> handle = bank.say(session, "default", language="zh-CN")  # doctest: +SKIP
+        """
+        from greetkit.agents import say
+
+        return say(self, session, phrase, language, fallback_text=fallback_text, **kwargs)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def reload(self) -> Bank:
+        """Load the newest manifest of this store into a new bank; this one is untouched.
+
+        Files both versions name are shared (mapped once), the rest mapped anew.
+        """
+        return load(self.root, frame_ms=self.frame_ms, verify=self._verify, _previous=self)
+
+    def verify(self) -> dict[str, str]:
+        """Check every clip's checksum now; returns key -> problem for the failures (and
+        marks those clips unavailable in this bank)."""
+        bad = {}
+        for key, clip in list(self._clips.items()):
+            problem = clip.verify()
+            if problem:
+                bad[key] = problem
+        for key, problem in bad.items():
+            self._drop(key, problem)
+        return bad
+
+    def _drop(self, key: str, problem: str) -> None:
+        """Mark a clip unavailable (a failed lazy checksum); logged once by the caller."""
+        self._clips.pop(key, None)
+        self.unavailable[key] = problem
+
+    def _files(self) -> Iterator[tuple[str, _MappedFile]]:
+        for clip in self._clips.values():
+            for rate, f in clip._files.items():
+                rel = clip.entry.file if rate == BASE_RATE else _variant_file(clip.entry, rate)
+                yield rel, f
+
+
+def _variant_file(entry: ClipEntry, rate: int) -> str:
+    v = entry.variant(rate)
+    return v.file if v is not None else entry.file
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+class _ClipProblem(Exception):
+    """A clip file failed a load-time check (internal: becomes an unavailable clip)."""
+
+
+_RIFF = struct.Struct("<4sI4s")
+_CHUNK = struct.Struct("<4sI")
+_FMT = struct.Struct("<HHIIHH")
+_WAVE_FORMAT_PCM = 1
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+
+
+def _check_wav(mapped: mmap.mmap, size: int, rate: int, data_offset: int,
+               samples: int) -> None:
+    """Walk the RIFF chunks up to ``data``: mono PCM_16 at ``rate``, data where and as long
+    as the manifest says. Reads only the header bytes."""
+    if size < 12 + 8 + 16 + 8:
+        raise _ClipProblem("file too short for a WAV header")
+    riff, _, wave = _RIFF.unpack_from(mapped, 0)
+    if riff != b"RIFF" or wave != b"WAVE":
+        raise _ClipProblem("not a RIFF/WAVE file")
+    pos, fmt_ok = 12, False
+    while pos + 8 <= size:
+        tag, length = _CHUNK.unpack_from(mapped, pos)
+        if tag == b"fmt ":
+            if length < 16 or pos + 8 + 16 > size:
+                raise _ClipProblem("fmt chunk too short")
+            fmt, channels, srate, _, _, bits = _FMT.unpack_from(mapped, pos + 8)
+            if fmt not in (_WAVE_FORMAT_PCM, _WAVE_FORMAT_EXTENSIBLE) or bits != 16:
+                raise _ClipProblem(f"not PCM_16 (format {fmt}, {bits} bits)")
+            if channels != 1:
+                raise _ClipProblem(f"{channels} channels, expected mono")
+            if srate != rate:
+                raise _ClipProblem(f"{srate} Hz in the header, manifest says {rate}")
+            fmt_ok = True
+        elif tag == b"data":
+            if not fmt_ok:
+                raise _ClipProblem("data chunk before fmt chunk")
+            if pos + 8 != data_offset:
+                raise _ClipProblem(f"PCM starts at byte {pos + 8}, manifest says {data_offset}")
+            if length != samples * 2 or data_offset + length > size:
+                raise _ClipProblem(f"data chunk holds {length} bytes, manifest says "
+                                   f"{samples} samples ({samples * 2} bytes)")
+            return
+        pos += 8 + length + (length & 1)
+    raise _ClipProblem("no data chunk")
+
+
+class _Mapper:
+    """Opens and maps clip files safely, caching directory checks and reusing old maps."""
+
+    def __init__(self, root: Path, previous: Bank | None) -> None:
+        self.root = root
+        self.real_root = os.path.realpath(root)
+        self._dirs: dict[str, bool] = {}
+        self._reuse: dict[tuple[str, str], _MappedFile] = {}
+        if previous is not None:
+            self._reuse = {(rel, f.sha256): f for rel, f in previous._files()}
+
+    def _inside(self, directory: str) -> bool:
+        # Checked once per directory (all clips live in clips/): a symlinked directory
+        # leading out of the store is refused; the file itself is opened with O_NOFOLLOW.
+        if directory not in self._dirs:
+            real = os.path.realpath(os.path.join(self.root, directory))
+            self._dirs[directory] = (real == self.real_root
+                                     or real.startswith(self.real_root + os.sep))
+        return self._dirs[directory]
+
+    def map(self, rel: str, sha256: str, size: int, rate: int, data_offset: int,
+            samples: int) -> _MappedFile:
+        reused = self._reuse.get((rel, sha256))
+        if reused is not None:
+            return reused
+        if not rel or rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel):
+            raise _ClipProblem(f"clip path {rel!r} is absolute; rebuild the bank")
+        parts = rel.replace("\\", "/").split("/")
+        if ".." in parts or "" in parts or "." in parts:
+            raise _ClipProblem(f"clip path {rel!r} leaves the store; rebuild the bank")
+        if not self._inside("/".join(parts[:-1]) or "."):
+            raise _ClipProblem(f"clip path {rel!r} resolves outside the store (symlink?)")
+        path = self.root / rel
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            raise _ClipProblem(f"{rel}: file is missing; run 'greetkit build'") from None
+        except OSError as exc:
+            what = "is a symlink (refused)" if os.path.islink(path) else (
+                f"cannot be opened ({exc.strerror})")
+            raise _ClipProblem(f"{rel}: {what}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _ClipProblem(f"{rel}: not a regular file")
+            if st.st_size != size:
+                raise _ClipProblem(f"{rel}: {st.st_size} bytes, manifest says {size} "
+                                   "(truncated or replaced?); run 'greetkit build --force'")
+            try:
+                mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:
+                raise _ClipProblem(f"{rel}: cannot be mapped ({exc})") from None
+        finally:
+            os.close(fd)
+        try:
+            _check_wav(mapped, size, rate, data_offset, samples)
+        except _ClipProblem as exc:
+            mapped.close()
+            raise _ClipProblem(f"{rel}: bad WAV header: {exc}") from None
+        pcm: PCM = np.frombuffer(mapped, dtype="<i2", count=samples, offset=data_offset)
+        return _MappedFile(path, mapped, pcm, sha256)
+
+
+def _map_clip(mapper: _Mapper, entry: ClipEntry) -> tuple[Clip, list[str]]:
+    """Map a clip and its variants. A bad variant is dropped (its problem returned); a bad
+    48 kHz file makes the whole clip unavailable (raises _ClipProblem)."""
+    if entry.sample_rate != BASE_RATE or entry.channels != 1:
+        raise _ClipProblem(f"stored at {entry.sample_rate} Hz x {entry.channels} channels; "
+                           "this greetkit plays 48 kHz mono clips")
+    files = {BASE_RATE: mapper.map(entry.file, entry.sha256, entry.bytes, BASE_RATE,
+                                   entry.data_offset, entry.samples)}
+    dropped = []
+    for v in entry.variants:
+        if v.sample_rate in files:
+            continue
+        try:
+            files[v.sample_rate] = mapper.map(v.file, v.sha256, v.bytes, v.sample_rate,
+                                              v.data_offset, v.samples)
+        except _ClipProblem as exc:
+            dropped.append(f"{v.sample_rate} Hz variant unavailable: {exc}")
+    clip = Clip(key=entry.key, phrase=entry.phrase, language=entry.language, text=entry.text,
+                draft=entry.draft, entry=entry, _files=files)
+    return clip, dropped
+
+
+def _recover(root: Path) -> tuple[dict[str, dict[str, str]], str | None]:
+    """Texts (phrase -> language -> text) and the default language from a manifest this
+    greetkit cannot load (newer format, malformed), read leniently for live TTS."""
+    try:
+        data = json.loads((root / MANIFEST_NAME).read_bytes())
+    except (OSError, ValueError):
+        return {}, None
+    if not isinstance(data, dict):
+        return {}, None
+    texts: dict[str, dict[str, str]] = {}
+    raw_texts = data.get("texts")
+    if isinstance(raw_texts, dict):
+        for phrase, by_lang in raw_texts.items():
+            if isinstance(phrase, str) and isinstance(by_lang, dict):
+                texts[phrase] = {k: v for k, v in by_lang.items()
+                                 if isinstance(k, str) and isinstance(v, str)}
+    clips = data.get("clips")
+    for c in clips if isinstance(clips, list) else ():
+        if isinstance(c, dict) and all(isinstance(c.get(k), str)
+                                       for k in ("phrase", "language", "text")):
+            texts.setdefault(c["phrase"], {}).setdefault(c["language"], c["text"])
+    default = data.get("default_language")
+    return texts, default if isinstance(default, str) else None
+
+
+def load(
+    path: str | os.PathLike[str] = "greetings",
+    *,
+    frame_ms: int = 20,
+    verify: bool | None = None,
+    strict: bool = False,
+    _previous: Bank | None = None,
+) -> Bank:
+    """Load the bank in ``path`` (a store directory with ``manifest.json``). Synchronous.
+
+    ``frame_ms`` is the default frame length of :meth:`Bank.frames`/:meth:`Bank.say`;
+    ``verify`` the checksum policy (None: on first play, True: now, False: never; see the
+    module docs). Never raises in the agent path: problems give an empty or partial bank
+    and one warning each. ``strict=True`` raises :class:`~greetkit.errors.StoreError` (or
+    :class:`~greetkit.errors.VerifyError` listing the bad clips) instead.
+
+    >>> bank = load("greetings")  # doctest: +SKIP
+    >>> bank.resolve("default", language="en_US").text  # doctest: +SKIP
+    "Hi! I'm Xiaozhi!"
+    """
+    started = time.perf_counter()
+    if not 1 <= frame_ms <= 1000:
+        raise ValueError(f"frame_ms must be between 1 and 1000, got {frame_ms}")
+    root = Path(path)
+    try:
+        manifest = read_manifest(root)
+        problem = None if manifest is not None else (
+            f"{root}: no {MANIFEST_NAME}; run 'greetkit build'")
+    except StoreError as exc:
+        manifest, problem = None, str(exc)
+    if manifest is None:
+        if strict:
+            raise StoreError(problem)
+        texts, default = _recover(root)
+        log.warning("greetkit: %s; every say() uses live TTS%s", problem,
+                    f" ({sum(len(t) for t in texts.values())} texts recovered)" if texts else "")
+        return Bank(root, None, {}, texts=texts, default_language=default, problem=problem,
+                    frame_ms=frame_ms, verify=verify,
+                    load_ms=(time.perf_counter() - started) * 1000)
+
+    mapper = _Mapper(root, _previous)
+    clips: dict[str, Clip] = {}
+    unavailable: dict[str, str] = {}
+    for entry in manifest.clips:
+        try:
+            clip, dropped = _map_clip(mapper, entry)
+        except _ClipProblem as exc:
+            unavailable[entry.key] = str(exc)
+            log.warning("greetkit: clip %r unavailable, live TTS will say its text: %s",
+                        entry.key, exc)
+            continue
+        for d in dropped:
+            log.warning("greetkit: clip %r: %s", entry.key, d)
+        if verify:
+            bad = clip.verify()
+            if bad:
+                unavailable[entry.key] = bad
+                log.warning("greetkit: clip %r unavailable, live TTS will say its text: %s",
+                            entry.key, bad)
+                continue
+        clips[entry.key] = clip
+    if strict and unavailable:
+        raise VerifyError([f"{k}: {v}" for k, v in unavailable.items()])
+    load_ms = (time.perf_counter() - started) * 1000
+    bank = Bank(root, manifest, clips, unavailable=unavailable, frame_ms=frame_ms,
+                verify=verify, load_ms=load_ms)
+    log.info("greetkit: loaded %s version %d: %d clips (%d unavailable), %.1f MB mapped, "
+             "%.2f ms", root, manifest.version, len(clips), len(unavailable),
+             bank.nbytes / 1e6, load_ms)
+    return bank
+
