@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import io
 import os
+import signal
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +37,33 @@ from greetkit.manifest import MANIFEST_NAME, ClipEntry, Manifest, read_manifest
 CLIPS_DIR = "clips"
 LOCK_NAME = ".lock"
 TMP_PREFIX = ".tmp-"
+
+#: Test-only fault injection, used by tests/test_safety.py to prove crash safety at fixed
+#: points. ``GREETKIT_FAULT="<point>[:<n>]"`` makes the process SIGKILL itself the n-th time
+#: (default: the first) it reaches ``point``: ``render`` (an engine just returned audio),
+#: ``clip-write`` / ``manifest-write`` (half of the bytes are in the temp file). ``enospc``
+#: raises ENOSPC at that write instead, simulating a full disk where tmpfs cannot be mounted.
+#: Unset (always, outside tests) it costs one environment lookup per call.
+FAULT_ENV = "GREETKIT_FAULT"
+_fault_hits: dict[str, int] = {}
+_fault_guard = threading.Lock()
+
+
+def _fault(point: str) -> None:
+    """Die (or fail with ENOSPC) here if ``GREETKIT_FAULT`` names this point; see FAULT_ENV."""
+    armed = os.environ.get(FAULT_ENV)
+    if not armed:
+        return
+    name, _, nth = armed.partition(":")
+    if name != point:
+        return
+    with _fault_guard:  # DSP threads write clips concurrently
+        hits = _fault_hits[point] = _fault_hits.get(point, 0) + 1
+    if hits != int(nth or 1):
+        return
+    if point == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -97,7 +127,14 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
     try:
         with tmp.open("wb") as f:
-            f.write(data)
+            # Written in two halves so a fault-injection test can kill the process with a
+            # partial temp file on disk (see FAULT_ENV).
+            half = len(data) // 2
+            f.write(data[:half])
+            f.flush()
+            _fault("manifest-write" if path.name == MANIFEST_NAME else "clip-write")
+            _fault("enospc")
+            f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -120,16 +157,6 @@ def _store_error(path: Path, what: str, exc: OSError) -> StoreError:
     err = StoreError(f"{path}: {what}: {hint}")
     err.errno = exc.errno
     return err
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Store:
@@ -181,8 +208,12 @@ class Store:
 
     @contextlib.contextmanager
     def lock(self, *, wait: float = 0.0) -> Iterator[None]:
-        """Hold the store's build lock; a stale lock (dead pid) is taken over.
+        """Hold the store's build lock, waiting up to ``wait`` seconds for another build.
 
+        The lock is an ``flock`` on ``.lock`` (which holds the owner's pid for messages), so
+        the kernel releases it when its owner dies, even by SIGKILL: a stale lock file left by
+        a dead build is simply taken over. (An O_EXCL file alone raced here: two builds could
+        both judge a dead pid stale, and the second would delete the first one's fresh lock.)
         Raises :class:`StoreLocked` naming the holder if another live build has it.
         """
         try:
@@ -193,32 +224,43 @@ class Store:
         deadline = time.monotonic() + wait
         while True:
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = _read_pid(path)
-                if holder is not None and not _pid_alive(holder):
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()  # stale: its build died
-                    continue
+                fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+            except OSError as exc:
+                raise _store_error(self.root, "cannot lock", exc) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
                 if time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
+                holder = _read_pid(path)
                 who = f"pid {holder}" if holder else "another process"
                 raise StoreLocked(
-                    f"{self.root}: another build ({who}) is writing this store; wait for it, "
-                    f"or delete {path} if that process is gone"
+                    f"{self.root}: another build ({who}) is writing this store; wait for it "
+                    "(build --wait SECONDS) or stop that process"
                 ) from None
             except OSError as exc:
+                os.close(fd)
                 raise _store_error(self.root, "cannot lock", exc) from exc
-            break
-        try:
-            os.write(fd, f"{os.getpid()}\n".encode())
+            # The previous holder unlinks the file before releasing it: only a lock on the
+            # file that is at ``path`` right now counts.
+            try:
+                st, now = os.fstat(fd), os.stat(path)
+                current = (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
             os.close(fd)
+        try:
+            os.ftruncate(fd, 0)  # drop a dead build's pid
+            os.write(fd, f"{os.getpid()}\n".encode())
             yield
         finally:
             with contextlib.suppress(OSError):
-                if _read_pid(path) == os.getpid():
-                    path.unlink()
+                path.unlink()
+            os.close(fd)
 
     # -- checking ------------------------------------------------------------------------
     def check_entry(self, entry: ClipEntry) -> list[str]:
