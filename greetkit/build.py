@@ -30,8 +30,8 @@ from greetkit.engines import get_engine
 from greetkit.engines.base import Engine, RenderedAudio, RenderRequest
 from greetkit.errors import DraftsPresent, EngineError, GreetkitError, StoreError
 from greetkit.manifest import FORMAT, ClipEntry, Manifest, Variant
-from greetkit.spec import BASE_RATE, DRAFT_ENGINE, ClipSpec, Spec, load_spec
-from greetkit.store import Store
+from greetkit.spec import BASE_RATE, DRAFT_ENGINE, MAX_CLIP_SECONDS, ClipSpec, Spec, load_spec
+from greetkit.store import Store, _fault
 
 #: Called as ``progress(key, status)`` when a clip finishes; status is one of
 #: ``rendered``, ``reused``, ``draft``, ``failed``.
@@ -204,11 +204,24 @@ class _Builder:
             except (GreetkitError, OSError) as exc2:
                 self.fail(clip.key, f"{reason}; draft failed too: {exc2}", previous)
                 return
+        _fault("render")  # test-only crash point (store.FAULT_ENV)
+        if audio.duration > MAX_CLIP_SECONDS:
+            # A runaway render (an engine looping, an hour-long take) would cost minutes of
+            # DSP and megabytes per worker; a greeting is seconds long.
+            self.fail(clip.key, f"{engine_name} produced {audio.duration:.0f} s of audio; a "
+                      f"clip may last at most {MAX_CLIP_SECONDS:g} s, shorten the text or take",
+                      previous)
+            return
         loop = asyncio.get_running_loop()
         try:
             entry = await loop.run_in_executor(
                 pool, self.process, clip, engine_name, voice, key, audio, reason
             )
+        except StoreError:
+            # The store itself cannot be written (disk full, read-only, permissions): every
+            # other clip would fail the same way, so stop the build with one clear error
+            # before the manifest is touched.
+            raise
         except GreetkitError as exc:
             self.fail(clip.key, str(exc), previous)
             return
@@ -309,6 +322,7 @@ def build(
     strict: bool = False,
     progress: Progress | None = None,
     on_plan: Callable[[int, int], None] | None = None,
+    wait: float = 0.0,
 ) -> BuildResult:
     """Build the greeting bank described by ``config`` into ``out`` (default: ``greetings/``
     next to the config). Returns a :class:`BuildResult`.
@@ -316,7 +330,8 @@ def build(
     Raises :class:`~greetkit.errors.SpecError` (nothing written) for an invalid spec,
     :class:`~greetkit.errors.StoreError` when the store cannot be written (the previous bank
     stays intact), and :class:`~greetkit.errors.DraftsPresent` with ``strict=True`` when a
-    clip could only be drafted.
+    clip could only be drafted. ``wait`` is how many seconds to wait for another build
+    holding the store's lock before raising :class:`~greetkit.errors.StoreLocked`.
 
     >>> result = build("voices.yaml")  # doctest: +SKIP
     >>> print(result.summary())  # doctest: +SKIP
@@ -327,7 +342,7 @@ def build(
     store = Store(Path(out) if out is not None else spec.project_dir / "greetings")
     builder = _Builder(spec, store, force=force, progress=progress)
     builder.result.warnings += [str(w) for w in spec.warnings]
-    with store.lock():
+    with store.lock(wait=wait):
         store.clean_temp()  # leftovers of a build that died
         old = _read_old(store, builder.result)
         jobs = builder.plan(old)

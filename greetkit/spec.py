@@ -48,6 +48,8 @@ MAX_TEXT_CHARS = 1000
 MAX_CLIPS = 500
 MAX_NODES = 20000
 MAX_FILE_BYTES = 1_000_000
+#: Longest clip an engine may return (seconds); longer renders fail that clip at build time.
+MAX_CLIP_SECONDS = 60.0
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,47}$")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,3}$")
