@@ -20,7 +20,11 @@ _MARK = {"rendered": "rendered", "reused": "up to date", "draft": "DRAFT", "fail
 @click.option("--strict", is_flag=True,
               help="Exit 1 if any clip is a draft (the preferred engine was unreachable).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
-def command(config: Path, out: Path | None, force: bool, strict: bool, quiet: bool) -> None:
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              metavar="SECONDS",
+              help="Wait this long for another build of the same store to finish.")
+def command(config: Path, out: Path | None, force: bool, strict: bool, quiet: bool,
+            wait: float) -> None:
     """Render voices.yaml into loudness-normalized clips in greetings/.
 
     Unchanged clips are reused (their content key covers text, engine and version, voice,
@@ -49,7 +53,7 @@ def command(config: Path, out: Path | None, force: bool, strict: bool, quiet: bo
 
     try:
         result = build(config, out, force=force, strict=False, progress=progress,
-                       on_plan=on_plan)
+                       on_plan=on_plan, wait=wait)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
