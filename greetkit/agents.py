@@ -44,7 +44,8 @@ except ImportError as _exc:  # the optional extra is not installed
     _LIVEKIT_ERROR = _exc
 
 if TYPE_CHECKING:  # pragma: no cover
-    from livekit.agents import AgentSession, SpeechHandle
+    from livekit.agents import AgentSession
+    from livekit.agents.voice import SpeechHandle
 
 __all__ = ["EspeakTTS", "frames", "say"]
 

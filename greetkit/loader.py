@@ -57,7 +57,8 @@ from greetkit.manifest import MANIFEST_NAME, ClipEntry, Manifest, read_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     from livekit import rtc
-    from livekit.agents import AgentSession, SpeechHandle
+    from livekit.agents import AgentSession
+    from livekit.agents.voice import SpeechHandle
 
 __all__ = ["BASE_RATE", "FALLBACK_PHRASE", "Bank", "Clip", "Selection", "load"]
 

@@ -1,0 +1,553 @@
+"""The loader (greetkit/loader.py): mmap-backed banks, checks, selection, reload, sharing.
+
+Stores are real: speech rendered by espeak-ng, resampled with soxr, written by libsndfile
+through greetkit.store, with a 24 kHz variant per clip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib.util
+import json
+import logging
+import mmap
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import greetkit
+from greetkit.errors import ClipNotFound, StoreError, VerifyError
+from greetkit.loader import Bank, load
+from greetkit.manifest import ClipEntry, Manifest, Variant
+from greetkit.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: (key, phrase, language, espeak voice, text): short phrases keep the store small and fast.
+CLIPS = [
+    ("en_default", "default", "en", "en-us", "Hi! I'm Xiaozhi!"),
+    ("zh_default", "default", "zh", "cmn", "你好！我是小智！"),
+    ("en_bye", "bye", "en", "en-us", "Goodbye for now."),
+    ("fallback", "fallback", "en", "en-us", "Hello! Give me just a moment."),
+]
+#: A phrase the spec declares but whose clip was not built (live TTS speaks it).
+UNBUILT = {"thanks": {"en": "Thank you for calling."}}
+RATES = (48000, 24000)
+
+
+def _render_store(root: Path) -> None:
+    """A store the way the build writes it, from real espeak-ng audio (used until the
+    build's DSP stage is available; see ``make_store``)."""
+    import soxr
+
+    from greetkit.engines import get_engine
+    from greetkit.engines.base import RenderRequest
+
+    engine = get_engine("espeak")
+    store = Store(root)
+    store.prepare()
+    entries = []
+    for key, phrase, language, voice, text in CLIPS:
+        audio = asyncio.run(engine.render(RenderRequest(key=key, text=text, language=language,
+                                                        voice=voice)))
+        stored = {}
+        for rate in RATES:
+            x = soxr.resample(audio.samples, audio.sample_rate, rate, quality="HQ")
+            pcm = np.clip(np.round(x * 0.7 * 32767), -32768, 32767).astype(np.int16)
+            stem = f"{key}.{'c' * 16}" + ("" if rate == 48000 else f".{rate}")
+            stored[rate] = store.write_clip(stem, pcm, rate)
+        main = stored[48000]
+        variants = tuple(
+            Variant(sample_rate=r, file=s.file, sha256=s.sha256, bytes=s.bytes,
+                    data_offset=s.data_offset, samples=s.samples, lufs=-18.0, true_peak_db=-3.0)
+            for r, s in stored.items() if r != 48000
+        )
+        entries.append(ClipEntry(
+            key=key, phrase=phrase, language=language, text=text, engine="espeak",
+            voice=voice, preferred_engine="espeak", draft=False, content_key="c" * 64,
+            file=main.file, sha256=main.sha256, bytes=main.bytes, data_offset=main.data_offset,
+            sample_rate=48000, channels=1, samples=main.samples,
+            duration=round(main.samples / 48000, 4), lufs=-18.0, true_peak_db=-3.0,
+            target_lufs=-18.0, true_peak_ceiling_db=-1.5, gain_db=0.0, limiter_db=0.0,
+            variants=variants,
+        ))
+    texts: dict[str, dict[str, str]] = {p: {lang: t} for _, p, lang, _, t in CLIPS}
+    texts.update(UNBUILT)
+    store.publish(Manifest(
+        version=1, built_at="2026-01-01T00:00:00+00:00", generator="tests",
+        default_language="en", languages=("en", "zh"),
+        phrases=("default", "bye", "thanks", "fallback"), clips=tuple(entries), texts=texts,
+    ))
+
+
+BUILD_SPEC = """\
+version: 1
+defaults:
+  engine: espeak
+  language: en
+  sample_rates: [48000, 24000]
+languages:
+  en: {voices: {espeak: en-us}}
+  zh: {voices: {espeak: cmn}}
+phrases:
+  default:
+    en: "Hi! I'm Xiaozhi!"
+    zh: "你好！我是小智！"
+  bye:
+    en: "Goodbye for now."
+fallback:
+  language: en
+  text: "Hello! Give me just a moment."
+"""
+
+
+def make_store(root: Path) -> Path:
+    """Build the test bank into ``root/greetings``: with ``greetkit.build`` when its DSP
+    stage is installed, else by rendering the same clips directly. Returns the store."""
+    out = root / "greetings"
+    if importlib.util.find_spec("greetkit.dsp") is not None:
+        from greetkit.build import build
+
+        (root / "voices.yaml").write_text(BUILD_SPEC, encoding="utf-8")
+        build(root / "voices.yaml", out)
+        # The spec cannot declare an unbuilt phrase; add its text as a failed build would.
+        data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        data["texts"].update(UNBUILT)
+        (out / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    else:
+        _render_store(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def built_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test bank, built once per session (treat as read-only)."""
+    return make_store(tmp_path_factory.mktemp("bank"))
+
+
+@pytest.fixture
+def store(built_store: Path, tmp_path: Path) -> Path:
+    """A private copy of the test bank that a test may damage."""
+    return Path(shutil.copytree(built_store, tmp_path / "greetings"))
+
+
+def edit_manifest(root: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite ``root/manifest.json`` through ``change`` (a damaged or hand-made bank)."""
+    path = root / "manifest.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def clip_entry(data: dict[str, Any], key: str) -> dict[str, Any]:
+    return next(c for c in data["clips"] if c["key"] == key)
+
+
+@pytest.fixture
+def warnings_(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], list[str]]]:
+    """The greetkit warnings logged so far in the test."""
+    caplog.set_level(logging.INFO, logger="greetkit")
+
+    def read() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name == "greetkit" and r.levelno >= logging.WARNING]
+
+    yield read
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+def test_load_maps_every_clip_with_its_text_and_language(built_store: Path) -> None:
+    """Every manifest clip is in the bank with its text, language, phrase and duration."""
+    bank = greetkit.load(built_store)
+    assert sorted(bank) == sorted(k for k, *_ in CLIPS)
+    for key, phrase, language, _, text in CLIPS:
+        clip = bank[key]
+        assert (clip.phrase, clip.language, clip.text) == (phrase, language, text)
+        assert clip.duration == pytest.approx(clip.samples.shape[0] / 48000)
+        assert clip.duration > 0.3
+    assert not bank.unavailable and bank.problem is None and bank.version == 1
+
+
+def test_samples_equal_the_wav_decoded_by_libsndfile(built_store: Path) -> None:
+    """The mapped 48 kHz PCM and the 24 kHz variant equal what libsndfile decodes."""
+    bank = load(built_store)
+    for clip in bank.values():
+        decoded, rate = sf.read(built_store / clip.entry.file, dtype="int16")
+        assert rate == 48000 and np.array_equal(clip.samples, decoded)
+        variant = clip.entry.variant(24000)
+        assert variant is not None
+        decoded24, rate24 = sf.read(built_store / variant.file, dtype="int16")
+        assert rate24 == 24000 and np.array_equal(clip.pcm(24000), decoded24)
+        assert clip.rates == (48000, 24000)
+
+
+def test_samples_are_read_only_views_of_a_file_mapping(built_store: Path) -> None:
+    """PCM is a read-only int16 view whose memory is the mmap of the file, not a copy."""
+    clip = load(built_store)["en_default"]
+    assert clip.samples.dtype == np.dtype("<i2")
+    assert not clip.samples.flags.writeable
+    base = clip.samples.base
+    assert isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
+    with pytest.raises(ValueError):
+        clip.samples[0] = 1
+
+
+def test_load_logs_clips_bytes_and_time(built_store: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    """One info line at load names the clip count, the bytes mapped and the load time."""
+    caplog.set_level(logging.INFO, logger="greetkit")
+    bank = load(built_store)
+    lines = [r.getMessage() for r in caplog.records if r.name == "greetkit"]
+    assert len(lines) == 1
+    assert f"{len(CLIPS)} clips" in lines[0] and "MB mapped" in lines[0] and " ms" in lines[0]
+    assert bank.nbytes == sum(
+        (built_store / c.entry.file).stat().st_size
+        + sum((built_store / v.file).stat().st_size for v in c.entry.variants)
+        for c in bank.values())
+
+
+def test_unknown_key_raises_clip_not_found_with_suggestion(built_store: Path) -> None:
+    """bank[key] for an unknown key raises ClipNotFound (a KeyError) suggesting close keys."""
+    bank = load(built_store)
+    with pytest.raises(ClipNotFound, match="en_default") as err:
+        bank["en_defualt"]
+    assert isinstance(err.value, KeyError) and "x" not in bank
+
+
+# -- selection ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("language", "expected", "via"), [
+    ("zh", "zh_default", "exact"),
+    ("ZH", "zh_default", "exact"),
+    ("zh-CN", "zh_default", "base"),
+    ("zh_TW", "zh_default", "base"),
+    ("en_US", "en_default", "base"),
+    ("fr-FR", "en_default", "default"),
+    (None, "en_default", "default"),
+])
+def test_resolve_falls_back_exact_base_default(built_store: Path, language: str | None,
+                                               expected: str, via: str) -> None:
+    """Exact language (case-insensitive) → base language → the default language."""
+    bank = load(built_store)
+    clip = bank.resolve("default", language=language)
+    assert clip is not None and clip.key == expected
+    assert bank.select("default", language).via == via
+
+
+def test_resolve_unknown_phrase_gives_the_fallback_clip(built_store: Path) -> None:
+    """A phrase the bank does not know resolves to the fallback clip."""
+    bank = load(built_store)
+    clip = bank.resolve("no_such_phrase", language="zh")
+    assert clip is not None and clip.key == "fallback"
+
+
+def test_resolve_gives_none_without_a_fallback_clip(store: Path) -> None:
+    """With no fallback clip (and no fallback text), an unknown phrase resolves to None."""
+    def drop_fallback(data: dict[str, Any]) -> None:
+        data["clips"] = [c for c in data["clips"] if c["phrase"] != "fallback"]
+        data["texts"].pop("fallback")
+
+    edit_manifest(store, drop_fallback)
+    bank = load(store)
+    assert bank.resolve("no_such_phrase", "en") is None
+    assert bank.select("no_such_phrase", "en").via == "none"
+
+
+def test_unbuilt_phrase_selects_its_text_not_another_clip(built_store: Path) -> None:
+    """A phrase with text but no clip resolves to None and carries the text for live TTS."""
+    bank = load(built_store)
+    selection = bank.select("thanks", "en-GB")
+    assert selection.clip is None and selection.text == "Thank you for calling."
+    assert bank.resolve("thanks", "en") is None
+
+
+def test_variables_prefer_a_phrase_named_after_their_value(store: Path) -> None:
+    """resolve(phrase, time_of_day=v) prefers phrase '<phrase>_<v>' and else uses phrase."""
+    def add_morning(data: dict[str, Any]) -> None:
+        morning = dict(clip_entry(data, "en_bye"), key="en_default_morning",
+                       phrase="default_morning")
+        data["clips"].append(morning)
+
+    edit_manifest(store, add_morning)
+    bank = load(store)
+    chosen = bank.resolve("default", "en", time_of_day="morning")
+    assert chosen is not None and chosen.key == "en_default_morning"
+    plain = bank.resolve("default", "en", time_of_day="evening")
+    assert plain is not None and plain.key == "en_default"
+
+
+# -- per-clip checks ---------------------------------------------------------------------------
+
+def test_missing_file_makes_only_that_clip_unavailable(store: Path, warnings_: Any) -> None:
+    """A missing clip file: that clip is unavailable with one warning, the rest still load,
+    and its text is still known."""
+    data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
+    (store / clip_entry(data, "en_default")["file"]).unlink()
+    bank = load(store)
+    assert "en_default" not in bank and "missing" in bank.unavailable["en_default"]
+    assert set(bank) == {"zh_default", "en_bye", "fallback"}
+    assert bank.text("default", "en") == "Hi! I'm Xiaozhi!"
+    assert len(warnings_()) == 1 and "en_default" in warnings_()[0]
+
+
+def test_truncated_file_fails_the_size_check(store: Path, warnings_: Any) -> None:
+    """A file shorter than the manifest's bytes is unavailable at load."""
+    data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
+    path = store / clip_entry(data, "zh_default")["file"]
+    path.write_bytes(path.read_bytes()[:-100])
+    bank = load(store)
+    assert "zh_default" not in bank and "bytes" in bank.unavailable["zh_default"]
+    assert len(warnings_()) == 1
+
+
+def test_corrupt_bytes_fail_the_checksum_lazily_or_at_load(store: Path, warnings_: Any) -> None:
+    """Same-size corruption passes the fast checks; the checksum catches it on first play
+    (default) or at load with verify=True."""
+    data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
+    path = store / clip_entry(data, "en_bye")["file"]
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    lazy = load(store)
+    assert "en_bye" in lazy and "checksum" in lazy.playable(lazy["en_bye"])
+    assert lazy.playable(lazy["en_default"]) == ""
+    assert warnings_() == []
+    eager = load(store, verify=True)
+    assert "en_bye" not in eager and "checksum" in eager.unavailable["en_bye"]
+    assert len(warnings_()) == 1
+    assert load(store, verify=False).playable(lazy["en_bye"]) == ""
+
+
+def test_bad_wav_header_is_unavailable(store: Path) -> None:
+    """A manifest data_offset that does not match the WAV's data chunk is refused."""
+    edit_manifest(store, lambda d: clip_entry(d, "en_bye").update(data_offset=46))
+    bank = load(store)
+    assert "en_bye" not in bank and "header" in bank.unavailable["en_bye"]
+
+
+def test_bad_variant_drops_only_the_variant(store: Path, warnings_: Any) -> None:
+    """A broken 24 kHz variant leaves the 48 kHz clip playable, without that rate."""
+    data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
+    (store / clip_entry(data, "en_default")["variants"][0]["file"]).unlink()
+    bank = load(store)
+    assert bank["en_default"].rates == (48000,)
+    assert len(warnings_()) == 1 and "24000 Hz variant" in warnings_()[0]
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink_file", "symlink_dir"])
+def test_paths_leaving_the_store_are_refused(store: Path, tmp_path: Path, how: str) -> None:
+    """Absolute paths, '..' and symlinks (file or directory) leading outside are refused,
+    even when the target is a valid copy of the clip."""
+    data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
+    rel = clip_entry(data, "en_default")["file"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / Path(rel).name
+    shutil.copy(store / rel, target)
+    if how == "absolute":
+        edit_manifest(store, lambda d: clip_entry(d, "en_default").update(file=str(target)))
+    elif how == "dotdot":
+        edit_manifest(store, lambda d: clip_entry(d, "en_default").update(
+            file=f"clips/../../outside/{target.name}"))
+    elif how == "symlink_file":
+        (store / rel).unlink()
+        (store / rel).symlink_to(target)
+    else:
+        edit_manifest(store, lambda d: clip_entry(d, "en_default").update(
+            file=f"linked/{target.name}"))
+        (store / "linked").symlink_to(outside, target_is_directory=True)
+    bank = load(store)
+    assert "en_default" not in bank
+    assert "en_default" in bank.unavailable
+
+
+def test_strict_raises_verify_error_for_bad_clips(store: Path) -> None:
+    """strict=True (for tools) raises VerifyError naming the bad clip instead of skipping it."""
+    data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
+    (store / clip_entry(data, "en_bye")["file"]).unlink()
+    with pytest.raises(VerifyError, match="en_bye"):
+        load(store, strict=True)
+
+
+# -- whole-store failures ----------------------------------------------------------------------
+
+def test_empty_directory_gives_an_empty_bank_and_one_warning(tmp_path: Path,
+                                                            warnings_: Any) -> None:
+    """No manifest: an empty bank with the reason, one warning, nothing raised."""
+    bank = load(tmp_path)
+    assert len(bank) == 0 and bank.problem and "manifest.json" in bank.problem
+    assert bank.resolve("default", "en") is None
+    assert len(warnings_()) == 1
+    with pytest.raises(StoreError):
+        load(tmp_path, strict=True)
+
+
+def test_missing_directory_gives_an_empty_bank(tmp_path: Path) -> None:
+    """A store path that does not exist loads as an empty bank (the agent still runs)."""
+    bank = load(tmp_path / "nope")
+    assert len(bank) == 0 and bank.version is None
+
+
+def test_corrupt_manifest_gives_an_empty_bank(store: Path, warnings_: Any) -> None:
+    """Unparseable JSON: an empty bank, one warning; strict raises StoreError."""
+    (store / "manifest.json").write_text('{"format": 1, "clips": [', encoding="utf-8")
+    bank = load(store)
+    assert len(bank) == 0 and "JSON" in (bank.problem or "")
+    assert len(warnings_()) == 1
+    with pytest.raises(StoreError):
+        load(store, strict=True)
+
+
+def test_future_format_keeps_the_texts_it_can_read(store: Path, warnings_: Any) -> None:
+    """A newer manifest format: no clips, but phrase texts are recovered for live TTS."""
+    edit_manifest(store, lambda d: d.update(format=99))
+    bank = load(store)
+    assert len(bank) == 0 and "format 99" in (bank.problem or "")
+    assert bank.text("default", "zh-CN") == "你好！我是小智！"
+    assert bank.text("anything", "fr") == "Hello! Give me just a moment."
+    assert len(warnings_()) == 1
+
+
+# -- reload ------------------------------------------------------------------------------------
+
+def test_reload_picks_up_a_new_version_without_disturbing_the_old(store: Path) -> None:
+    """A newly published manifest is seen by reload(); the old bank still plays its clips,
+    and files both versions name are mapped once, not twice."""
+    old = load(store)
+    before = {k: old[k].samples.copy() for k in old}
+
+    def v2(data: dict[str, Any]) -> None:
+        data["version"] = 2
+        data["clips"] = [c for c in data["clips"] if c["key"] != "en_bye"]
+
+    edit_manifest(store, v2)
+    new = old.reload()
+    assert (old.version, new.version) == (1, 2)
+    assert "en_bye" in old and "en_bye" not in new
+    for key, pcm in before.items():
+        assert np.array_equal(old[key].samples, pcm)
+    assert new["en_default"].samples is old["en_default"].samples
+
+
+# -- optional extra ----------------------------------------------------------------------------
+
+def _run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=60, check=False)
+
+
+def test_loader_never_imports_livekit(built_store: Path) -> None:
+    """Loading a bank and reading PCM does not import livekit (fast prewarm, optional extra)."""
+    result = _run_python(
+        "import sys, greetkit\n"
+        f"bank = greetkit.load({str(built_store)!r})\n"
+        "assert bank['en_default'].samples.size > 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'livekit'))\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_without_livekit_frames_names_the_extra(built_store: Path) -> None:
+    """With livekit absent the bank loads and serves PCM; frames() raises MissingExtra
+    naming 'greetkit[livekit]'."""
+    result = _run_python(
+        "import sys\n"
+        "sys.modules['livekit'] = None  # as if the extra were not installed\n"
+        "import greetkit\n"
+        "from greetkit.errors import MissingExtra\n"
+        f"bank = greetkit.load({str(built_store)!r})\n"
+        "assert bank['en_default'].samples.size > 0\n"
+        "try:\n"
+        "    bank.frames('en_default')\n"
+        "except MissingExtra as exc:\n"
+        "    print(exc)\n")
+    assert result.returncode == 0, result.stderr
+    assert "greetkit[livekit]" in result.stdout
+
+
+# -- sharing between processes -----------------------------------------------------------------
+
+def _smaps(pid: int, paths: set[str]) -> dict[str, int]:
+    """kB totals of the mappings of ``paths`` in ``pid``'s /proc smaps, plus the rollup."""
+    totals = {"Rss": 0, "Pss": 0, "Shared_Clean": 0, "Private_Clean": 0, "Private_Dirty": 0}
+    current = False
+    with open(f"/proc/{pid}/smaps", encoding="utf-8") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5:
+                current = len(head) >= 6 and head[5] in paths
+            elif current and head[0].rstrip(":") in totals:
+                totals[head[0].rstrip(":")] += int(head[1])
+    with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as f:
+        for line in f:
+            head = line.split()
+            if head[0] in ("Private_Clean:", "Private_Dirty:"):
+                totals["rollup_private"] = totals.get("rollup_private", 0) + int(head[1])
+    return totals
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc")
+def test_forked_processes_share_the_mapped_audio(built_store: Path) -> None:
+    """Four processes forked after load play every clip; the clip mappings stay fully
+    shared (0 kB private in each child) and each child adds < 5 MB private memory."""
+    bank = load(built_store, verify=True)  # touches every page in the parent
+    paths = {str((built_store / rel).resolve()) for rel, _ in bank._files()}
+    gc.freeze()  # as LiveKit's forkserver does, so a child's GC does not copy the heap
+    children = []
+    try:
+        for _ in range(4):
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # child: play every clip at every rate, then report
+                code = 1
+                try:
+                    os.close(read_fd)
+                    before = _smaps(os.getpid(), paths)["rollup_private"]
+                    total = 0
+                    for clip in bank.values():
+                        for rate in clip.rates:
+                            view = memoryview(clip.pcm(rate).data).cast("B")
+                            for i in range(0, len(view), 1920):
+                                total += len(view[i:i + 1920].tobytes())
+                    after = _smaps(os.getpid(), paths)
+                    after["added_private"] = after["rollup_private"] - before
+                    after["bytes_played"] = total
+                    os.write(write_fd, json.dumps(after).encode())
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(write_fd)
+            children.append((pid, read_fd))
+        reports = []
+        for pid, fd in children:
+            with os.fdopen(fd) as f:
+                reports.append(json.loads(f.read()))
+            assert os.waitpid(pid, 0)[1] == 0
+    finally:
+        gc.unfreeze()
+    for report in reports:
+        assert report["bytes_played"] == sum(c.pcm(r).nbytes for c in bank.values()
+                                             for r in c.rates)
+        assert report["Private_Clean"] + report["Private_Dirty"] == 0, report
+        assert report["Rss"] > 0 and report["Pss"] < report["Rss"], report
+        assert report["added_private"] < 5 * 1024, report
+
+
+def test_bank_is_a_read_only_mapping(built_store: Path) -> None:
+    """Bank is a Mapping: keys(), len(), `in`, values(); it cannot be assigned to."""
+    bank = load(built_store)
+    assert isinstance(bank, Bank)
+    assert set(bank.keys()) == {k for k, *_ in CLIPS} and len(bank) == len(CLIPS)
+    assert "en_default" in bank and "nope" not in bank
+    with pytest.raises(TypeError):
+        bank["x"] = bank["en_default"]  # type: ignore[index]
