@@ -214,7 +214,8 @@ class _Doc:
                 return None
             try:
                 return yaml.SafeLoader("").construct_object(node)
-            except yaml.YAMLError as exc:
+            except (yaml.YAMLError, ValueError, OverflowError) as exc:
+                # ValueError: an int of more than 4300 digits (Python's int/str limit).
                 self.error(path, f"bad value ({exc.__class__.__name__}); write a plain value",
                            line=node.start_mark.line + 1)
                 return None
@@ -395,6 +396,10 @@ class _Validator:
                           "letters, digits and underscores")
             if isinstance(value, (dict, list)) or value is None:
                 doc.error(("variables", name), "a variable must be text or a number")
+            elif len(str(value)) > MAX_TEXT_CHARS:
+                # Templates may repeat a variable; a short cap keeps that bounded too.
+                doc.error(("variables", name), f"value is {len(str(value))} characters; keep "
+                          f"it under {MAX_TEXT_CHARS}")
 
         languages = self.languages(top.get("languages"), default_engine)
         default_language = str(defaults.get("language", next(iter(languages), "")))
