@@ -51,11 +51,12 @@ MAX_FILE_BYTES = 1_000_000
 #: Longest clip an engine may return (seconds); longer renders fail that clip at build time.
 MAX_CLIP_SECONDS = 60.0
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,47}$")
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,3}$")
-_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_PERCENT = re.compile(r"^[+-]\d{1,3}%$")
-_HZ = re.compile(r"^[+-]\d{1,3}Hz$")
+# \Z, not $: '$' also matches before a trailing newline, and these names become file names.
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,47}\Z")
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,3}\Z")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_PERCENT = re.compile(r"^[+-]\d{1,3}%\Z")
+_HZ = re.compile(r"^[+-]\d{1,3}Hz\Z")
 RECORDING_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 Path_ = tuple[str, ...]
