@@ -1,0 +1,453 @@
+"""LiveKit integration (greetkit/agents.py) against real livekit-agents objects.
+
+Every session here is a real ``AgentSession`` started without a room; its audio output is
+:class:`CaptureOutput`, a real ``io.AudioOutput`` that keeps every frame it is given and
+reports playback finished when the session flushes, as a room output does when its buffer
+drains. The live-TTS path runs through :class:`greetkit.agents.EspeakTTS` (espeak-ng).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, APIError
+from livekit.agents.job import JobExecutorType, JobProcess
+from livekit.agents.llm import ChatMessage
+from livekit.agents.utils.audio import audio_frames_from_file
+from livekit.agents.voice import io
+
+from greetkit.agents import EspeakTTS, frames, output_rate
+from greetkit.errors import AudioError, StoreError
+from greetkit.loader import Bank, load
+from tests.test_loader import clip_entry, edit_manifest, make_store
+
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def built_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test bank of tests/test_loader.py, built once for this module (read-only)."""
+    return make_store(tmp_path_factory.mktemp("agents-bank"))
+
+
+@pytest.fixture
+def store(built_store: Path, tmp_path: Path) -> Path:
+    """A private copy of the test bank that a test may damage."""
+    return Path(shutil.copytree(built_store, tmp_path / "greetings"))
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+class CaptureOutput(io.AudioOutput):
+    """An audio sink that records frames per playback segment.
+
+    A segment starts with the first frame after a flush; ``flush`` ends it as fully played
+    and ``clear_buffer`` as interrupted, each reporting ``playback_finished`` exactly once so
+    the session's SpeechHandle completes.
+    """
+
+    def __init__(self, sample_rate: int | None) -> None:
+        super().__init__(label="capture", capabilities=io.AudioOutputCapabilities(pause=True),
+                         sample_rate=sample_rate)
+        self.segments: list[list[rtc.AudioFrame]] = []
+        self.interrupted = 0
+        self._open = False
+        self._pushed = 0.0
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+        if not self._open:
+            self._open, self._pushed = True, 0.0
+            self.segments.append([])
+            self.on_playback_started(created_at=time.time())
+        self.segments[-1].append(frame)
+        self._pushed += frame.duration
+
+    def flush(self) -> None:
+        super().flush()
+        if self._open:
+            self._open = False
+            self.on_playback_finished(playback_position=self._pushed, interrupted=False)
+
+    def clear_buffer(self) -> None:
+        if self._open:
+            self._open = False
+            self.interrupted += 1
+            self.on_playback_finished(playback_position=self._pushed, interrupted=True)
+
+    def pcm(self, segment: int = -1) -> np.ndarray[Any, np.dtype[np.int16]]:
+        """The int16 samples of one captured segment."""
+        return np.concatenate([np.frombuffer(f.data, dtype=np.int16)
+                               for f in self.segments[segment]])
+
+    def rates(self) -> set[int]:
+        return {f.sample_rate for seg in self.segments for f in seg}
+
+
+@asynccontextmanager
+async def session_with_capture(rate: int | None,
+                               tts_rate: int = 48000,
+                               ) -> AsyncIterator[tuple[AgentSession[Any], CaptureOutput]]:
+    """A started AgentSession (no room, no LLM/STT) whose audio goes to a CaptureOutput."""
+    session: AgentSession[Any] = AgentSession(tts=EspeakTTS(sample_rate=tts_rate))
+    out = CaptureOutput(rate)
+    session.output.audio = out
+    await session.start(agent=Agent(instructions="Greet the caller."), record=False)
+    try:
+        yield session, out
+    finally:
+        await session.aclose()
+
+
+def assistant_texts(session: AgentSession[Any]) -> list[str]:
+    return [item.text_content or "" for item in session.history.items
+            if isinstance(item, ChatMessage) and item.role == "assistant"]
+
+
+@pytest.fixture
+def greetkit_log(caplog: pytest.LogCaptureFixture) -> Callable[[int], list[str]]:
+    """Messages the greetkit logger emitted at ``level`` or above (clear with caplog)."""
+    caplog.set_level(logging.INFO, logger="greetkit")
+
+    def read(level: int = logging.WARNING) -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name == "greetkit" and r.levelno >= level]
+
+    return read
+
+
+# -- frames ------------------------------------------------------------------------------------
+
+async def collect(it: AsyncIterator[rtc.AudioFrame]) -> list[rtc.AudioFrame]:
+    return [f async for f in it]
+
+
+def test_frames_are_sample_exact_48k_mono_20ms(built_store: Path) -> None:
+    """Frames are 48 kHz mono 960-sample frames, the last holding the remainder; their
+    concatenation equals the clip's PCM from first to last sample."""
+    bank = load(built_store)
+    clip = bank["en_default"]
+    got = run(collect(frames(clip)))
+    assert {(f.sample_rate, f.num_channels) for f in got} == {(48000, 1)}
+    sizes = [f.samples_per_channel for f in got]
+    assert all(s == 960 for s in sizes[:-1]) and 0 < sizes[-1] <= 960
+    pcm = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in got])
+    assert np.array_equal(pcm, clip.samples)
+
+
+def test_frames_of_the_24k_variant_and_other_frame_lengths(built_store: Path) -> None:
+    """sample_rate=24000 plays the stored variant exactly; frame_ms sets the frame length."""
+    bank = load(built_store)
+    clip = bank["zh_default"]
+    got = run(collect(bank.frames("zh_default", sample_rate=24000, frame_ms=10)))
+    assert {f.sample_rate for f in got} == {24000}
+    assert got[0].samples_per_channel == 240
+    pcm = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in got])
+    assert np.array_equal(pcm, clip.pcm(24000))
+
+
+def test_frames_at_a_rate_without_variant_is_a_clear_error(built_store: Path) -> None:
+    """Asking for a rate the bank did not build names the rates it has and the fix."""
+    with pytest.raises(AudioError, match=r"16000 Hz variant.*48000, 24000.*sample_rates"):
+        load(built_store).frames("en_default", sample_rate=16000)
+
+
+def test_frames_refuses_a_clip_failing_its_checksum(store: Path) -> None:
+    """Bank.frames checks the checksum first and raises StoreError for a corrupt file."""
+    data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
+    path = store / clip_entry(data, "en_bye")["file"]
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(StoreError, match="checksum"):
+        load(store).frames("en_bye")
+
+
+def test_each_frames_call_is_independent_and_concurrent_safe(built_store: Path) -> None:
+    """Twenty concurrent consumers of the same clips each get the exact PCM."""
+    bank = load(built_store)
+    keys = [k for k in bank] * 5
+
+    async def main() -> list[list[rtc.AudioFrame]]:
+        return await asyncio.gather(*(collect(bank.frames(k)) for k in keys))
+
+    for key, got in zip(keys, run(main()), strict=True):
+        pcm = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in got])
+        assert np.array_equal(pcm, bank[key].samples)
+
+
+def test_livekit_audio_frames_from_file_drops_leading_samples(built_store: Path) -> None:
+    """livekit's utils.audio.audio_frames_from_file loses the start of the same WAV
+    (4096 samples = 85 ms in livekit-agents 1.8.9); greetkit's frames lose nothing."""
+    bank = load(built_store)
+    clip = bank["en_default"]
+    theirs = np.concatenate([
+        np.frombuffer(f.data, dtype=np.int16)
+        for f in run(collect(audio_frames_from_file(str(built_store / clip.entry.file))))])
+    ours = np.concatenate([np.frombuffer(f.data, dtype=np.int16)
+                           for f in run(collect(frames(clip)))])
+    lost = len(ours) - len(theirs)
+    assert np.array_equal(ours, clip.samples)  # greetkit: nothing lost
+    assert lost > 0 and np.array_equal(theirs, clip.samples[lost:])  # livekit: the head
+    if version("livekit-agents") == "1.8.9":
+        assert lost == 4096
+
+
+# -- say through a real AgentSession -----------------------------------------------------------
+
+@pytest.mark.parametrize("rate", [48000, 24000])
+def test_say_delivers_the_clip_sample_exact_at_the_output_rate(
+        built_store: Path, rate: int, greetkit_log: Callable[[int], list[str]]) -> None:
+    """bank.say into a real session: the output captures the clip's PCM byte for byte at
+    the output's rate (48 kHz clip or 24 kHz variant, no resampling), the SpeechHandle
+    completes, the transcript is the clip's text, and no warning is logged."""
+    bank = load(built_store)
+
+    async def main() -> None:
+        async with session_with_capture(rate) as (session, out):
+            assert output_rate(session) == rate
+            handle = bank.say(session, "default", language="zh-CN")
+            assert handle is not None
+            await asyncio.wait_for(handle.wait_for_playout(), 10)
+            assert handle.done() and not handle.interrupted
+            assert len(out.segments) == 1 and out.rates() == {rate}
+            assert out.pcm().tobytes() == bank["zh_default"].pcm(rate).tobytes()
+            assert assistant_texts(session) == ["你好！我是小智！"]
+
+    run(main())
+    assert greetkit_log(logging.WARNING) == []
+    info = greetkit_log(logging.INFO)
+    assert any("'zh_default' source=clip" in m and "first frame" in m for m in info), info
+
+
+def test_say_without_a_matching_variant_plays_48k(built_store: Path) -> None:
+    """An output rate the bank has no variant for gets the 48 kHz clip (LiveKit resamples)."""
+    bank = load(built_store)
+
+    async def main() -> None:
+        async with session_with_capture(16000, tts_rate=16000) as (session, out):
+            handle = bank.say(session, "bye", language="en")
+            assert handle is not None
+            await asyncio.wait_for(handle.wait_for_playout(), 10)
+            assert out.rates() == {16000}  # resampled by LiveKit from the 48 kHz frames
+            expected = len(bank["en_bye"].samples) / 3
+            assert abs(len(out.pcm()) - expected) < 0.02 * expected
+
+    run(main())
+
+
+def test_queued_and_concurrent_says_deliver_correct_audio(built_store: Path) -> None:
+    """Six sessions greeting at once, each queueing three clips: every segment equals its
+    clip exactly, in order."""
+    bank = load(built_store)
+    plan = [("default", "en", "en_default"), ("bye", "en", "en_bye"),
+            ("default", "zh", "zh_default")]
+
+    async def one() -> CaptureOutput:
+        async with session_with_capture(48000) as (session, out):
+            handles = [bank.say(session, p, language=lang) for p, lang, _ in plan]
+            await asyncio.wait_for(
+                asyncio.gather(*(h.wait_for_playout() for h in handles if h)), 20)
+            return out
+
+    async def main() -> list[CaptureOutput]:
+        return await asyncio.gather(*(one() for _ in range(6)))
+
+    for out in run(main()):
+        assert len(out.segments) == len(plan)
+        for i, (_, _, key) in enumerate(plan):
+            assert np.array_equal(out.pcm(i), bank[key].samples)
+
+
+def test_example_agent_prewarm_and_greeting(built_store: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/agent.py: its prewarm loads the bank into a real JobProcess's userdata, its
+    session (EspeakTTS at 48 kHz) plays the caller-language clip sample-exact."""
+    monkeypatch.chdir(built_store.parent)
+    monkeypatch.delenv("GREETKIT_BANK", raising=False)
+    monkeypatch.delenv("LIVEKIT_TTS_MODEL", raising=False)
+    example = _import_example()
+    proc = JobProcess(executor_type=JobExecutorType.PROCESS, user_arguments=None,
+                      http_proxy=None)
+    example.prewarm(proc)
+    bank = proc.userdata["greetings"]
+    assert isinstance(bank, Bank) and "zh_default" in bank
+    assert example.ROOM_OPTIONS.get_audio_output_options().sample_rate == 48000
+
+    async def main() -> None:
+        session = example.make_session()
+        assert isinstance(session.tts, EspeakTTS)
+        out = CaptureOutput(example.OUTPUT_RATE)
+        session.output.audio = out
+        await session.start(agent=Agent(instructions="Greet."), record=False)
+        try:
+            handle = example.greet(session, proc.userdata, "zh-CN")
+            assert handle is not None
+            await asyncio.wait_for(handle.wait_for_playout(), 10)
+            assert np.array_equal(out.pcm(), bank["zh_default"].samples)
+        finally:
+            await session.aclose()
+
+    run(main())
+
+
+def _import_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("greetkit_example_agent",
+                                                  REPO / "examples" / "agent.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- fallback to live TTS ----------------------------------------------------------------------
+
+def _break_file(root: Path, key: str, how: str) -> None:
+    data = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    path = root / clip_entry(data, key)["file"]
+    if how == "missing":
+        path.unlink()
+    else:  # same size, different bytes: only the checksum can tell
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0x40
+        path.write_bytes(bytes(raw))
+
+
+FALLBACK_TEXT = "Welcome, one moment please."
+
+
+def _corrupt_manifest(root: Path) -> None:
+    (root / "manifest.json").write_bytes(b"\x00not json")
+
+
+def _empty_store(root: Path) -> None:
+    (root / "manifest.json").unlink()
+
+
+@pytest.mark.parametrize(("case", "damage", "phrase", "language", "spoken"), [
+    ("no clip for the phrase", None, "thanks", "en-US", "Thank you for calling."),
+    ("missing file", lambda r: _break_file(r, "en_default", "missing"), "default", "en",
+     "Hi! I'm Xiaozhi!"),
+    ("checksum mismatch", lambda r: _break_file(r, "zh_default", "corrupt"), "default", "zh",
+     "你好！我是小智！"),
+    ("empty store", _empty_store, "default", "en", FALLBACK_TEXT),
+    ("corrupt manifest", _corrupt_manifest, "default", "en", FALLBACK_TEXT),
+    ("future format", lambda r: edit_manifest(r, lambda d: d.update(format=2)), "default",
+     "en", "Hi! I'm Xiaozhi!"),
+])
+def test_each_failure_falls_back_to_live_tts(
+        store: Path, greetkit_log: Callable[[int], list[str]],
+        caplog: pytest.LogCaptureFixture, case: str, damage: Callable[[Path], None] | None,
+        phrase: str, language: str, spoken: str) -> None:
+    """Every failure mode ends in session.say(text) through EspeakTTS: audio is played,
+    the transcript is the manifest's text, nothing is raised, exactly one warning."""
+    if damage:
+        damage(store)
+    bank = load(store)
+    caplog.clear()  # load's own warning (one per broken clip) is tested in test_loader
+
+    async def main() -> None:
+        async with session_with_capture(48000) as (session, out):
+            handle = bank.say(session, phrase, language=language, fallback_text=FALLBACK_TEXT)
+            assert handle is not None, case
+            await asyncio.wait_for(handle.wait_for_playout(), 20)
+            assert handle.done()
+            assert assistant_texts(session) == [spoken]
+            assert len(out.segments) >= 1 and out.rates() == {48000}
+            assert len(out.pcm()) > 0.3 * 48000  # real speech, not a click
+            assert np.abs(out.pcm()).max() > 1000
+
+    run(main())
+    warnings = greetkit_log(logging.WARNING)
+    assert len(warnings) == 1 and "source=live" in warnings[0], warnings
+
+
+def test_no_text_anywhere_says_nothing_and_warns_once(tmp_path: Path,
+                                                     greetkit_log: Callable[[int], list[str]],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """An empty store and no fallback_text: say returns None, one warning, no exception."""
+    bank = load(tmp_path)
+    caplog.clear()
+
+    async def main() -> None:
+        async with session_with_capture(48000) as (session, out):
+            assert bank.say(session, "default", language="en") is None
+            assert out.segments == []
+
+    run(main())
+    assert len(greetkit_log(logging.WARNING)) == 1
+
+
+def test_say_on_a_closed_session_never_raises(built_store: Path,
+                                              greetkit_log: Callable[[int], list[str]]) -> None:
+    """session.say raising (session not running) is caught: None and one warning."""
+    bank = load(built_store)
+
+    async def main() -> None:
+        session: AgentSession[Any] = AgentSession(tts=EspeakTTS())
+        assert bank.say(session, "default", language="en") is None
+
+    run(main())
+    warnings = greetkit_log(logging.WARNING)
+    assert len(warnings) == 1 and "en_default" in warnings[0]
+
+
+# -- EspeakTTS ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rate", [24000, 48000])
+def test_espeak_tts_synthesizes_at_its_rate(rate: int) -> None:
+    """EspeakTTS is a non-streaming livekit TTS producing mono speech at its sample rate."""
+    async def main() -> rtc.AudioFrame:
+        tts = EspeakTTS(sample_rate=rate)
+        assert not tts.capabilities.streaming and tts.sample_rate == rate
+        return await tts.synthesize("Hello, this is a test.").collect()
+
+    frame = run(main())
+    assert (frame.sample_rate, frame.num_channels) == (rate, 1)
+    pcm = np.frombuffer(frame.data, dtype=np.int16)
+    assert frame.duration > 0.8 and np.abs(pcm).max() > 1000
+
+
+def test_espeak_tts_speaks_chinese_with_a_chinese_voice() -> None:
+    """Han text is rendered by the cmn voice even when the TTS is set to English (en-us
+    would read it as 'Chinese letter ...', twice as long): same length as a cmn TTS."""
+    from greetkit.engines import get_engine
+    from greetkit.engines.base import RenderRequest
+
+    async def main() -> tuple[float, float, float]:
+        english = await EspeakTTS(language="en").synthesize("你好").collect()
+        chinese = await EspeakTTS(voice="cmn").synthesize("你好").collect()
+        spelled = await get_engine("espeak").render(
+            RenderRequest(key="k", text="你好", language="en", voice="en-us"))
+        return english.duration, chinese.duration, spelled.duration
+
+    english, chinese, spelled = run(main())
+    assert english == pytest.approx(chinese, rel=0.01)
+    assert spelled > 1.5 * chinese
+
+
+def test_espeak_tts_reports_an_unknown_voice_as_api_error() -> None:
+    """An espeak failure surfaces as livekit's APIError (non-retryable), not a crash."""
+    async def main() -> None:
+        tts = EspeakTTS(voice="no-such-voice")
+        await tts.synthesize("hello").collect()
+
+    with pytest.raises(APIError, match="no-such-voice"):
+        run(main())
