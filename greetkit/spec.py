@@ -47,6 +47,9 @@ DEFAULT_PRESET = "speech"
 MAX_TEXT_CHARS = 1000
 MAX_CLIPS = 500
 MAX_NODES = 20000
+#: Deepest nesting of mappings/lists; deeper documents (or alias chains) would exhaust the
+#: recursion of the YAML composer and of the converter below.
+MAX_DEPTH = 32
 MAX_FILE_BYTES = 1_000_000
 #: Longest clip an engine may return (seconds); longer renders fail that clip at build time.
 MAX_CLIP_SECONDS = 60.0
@@ -170,6 +173,11 @@ class _Doc:
 
     # -- YAML nodes to plain values, keeping lines ---------------------------------------
     def convert(self, node: yaml.Node, path: Path_) -> Any:
+        if len(path) > MAX_DEPTH:  # aliases can nest deeper than the text shows
+            if not self.has_issue(path[:MAX_DEPTH]):
+                self.error(path[:MAX_DEPTH], f"values nest more than {MAX_DEPTH} levels deep; "
+                           "flatten the document", line=node.start_mark.line + 1)
+            return None
         self.nodes += 1
         if self.nodes > MAX_NODES:
             if self.nodes == MAX_NODES + 1:
@@ -223,7 +231,29 @@ class _Doc:
         return None  # pragma: no cover - yaml has no other node kinds
 
 
+def _too_deep(text: str) -> int | None:
+    """The line where nesting first exceeds MAX_DEPTH, found with the (non-recursive) event
+    parser so that the recursive composer never sees such a document."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return int(event.start_mark.line) + 1
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return None  # compose() reports it with its line
+    return None
+
+
 def _parse(text: str, doc: _Doc) -> Any:
+    deep = _too_deep(text)
+    if deep is not None:
+        doc.error((), f"values nest more than {MAX_DEPTH} levels deep; flatten the document",
+                  line=deep)
+        return None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -358,6 +388,13 @@ class _Validator:
             return None
         if not text:
             self.doc.error(path, "text is empty; write what the clip should say")
+            return None
+        odd = next((ch for ch in text if unicodedata.category(ch) in ("Cc", "Cs")), None)
+        if odd is not None:
+            # NUL ends the C string an engine sees; a lone surrogate cannot be encoded into
+            # the manifest. Neither belongs in a greeting.
+            self.doc.error(path, f"text contains the control character U+{ord(odd):04X}; "
+                           "remove it")
             return None
         if not is_speakable(text):
             self.doc.error(path, f"text {text!r} has no letters or digits, so no engine can "
