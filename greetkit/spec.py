@@ -143,6 +143,13 @@ def _did_you_mean(value: str, choices: Any) -> str:
     return f"choose one of {listed}" if listed else "declare it first"
 
 
+def _one_line(text: str) -> str:
+    """Escape what would break an issue's single line (a key may hold a newline or NUL)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 class _Doc:
     """The parsed YAML as plain values, plus each path's line and the issues found so far."""
 
@@ -161,15 +168,16 @@ class _Doc:
 
     def error(self, path: Path_, message: str, *, line: int | None = None) -> None:
         self.issues.append(
-            SpecIssue(self.file, line if line is not None else self.line(path), ".".join(path),
-                      message)
+            SpecIssue(self.file, line if line is not None else self.line(path),
+                      _one_line(".".join(path)), _one_line(" ".join(message.split())))
         )
 
     def has_issue(self, path: Path_) -> bool:
-        return any(i.path == ".".join(path) for i in self.issues)
+        return any(i.path == _one_line(".".join(path)) for i in self.issues)
 
     def warn(self, path: Path_, message: str) -> None:
-        self.warnings.append(SpecIssue(self.file, self.line(path), ".".join(path), message))
+        self.warnings.append(SpecIssue(self.file, self.line(path), _one_line(".".join(path)),
+                                       _one_line(" ".join(message.split()))))
 
     # -- YAML nodes to plain values, keeping lines ---------------------------------------
     def convert(self, node: yaml.Node, path: Path_) -> Any:
@@ -256,6 +264,12 @@ def _parse(text: str, doc: _Doc) -> Any:
         return None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:
+        # Raised for characters YAML forbids; it carries an offset, not a line.
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or b"?")
+        doc.error((), f"character U+{char:04X} is not allowed in YAML; remove it",
+                  line=text.count("\n", 0, exc.position) + 1)
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
