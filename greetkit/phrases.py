@@ -169,6 +169,11 @@ class _SizedLoader(jinja2.FileSystemLoader):
     def get_source(self, environment: jinja2.Environment,
                    template: str) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
+        # FileSystemLoader refuses '../' names but follows symlinks: a link in templates/
+        # must not read a file elsewhere.
+        roots = [Path(p).resolve() for p in self.searchpath]
+        if not any(Path(filename).resolve().is_relative_to(r) for r in roots):
+            raise jinja2.TemplateNotFound(template)
         if len(source) > MAX_TEMPLATE_BYTES:
             raise SecurityError(f"template {template!r} is larger than {MAX_TEMPLATE_BYTES} "
                                 "characters")
