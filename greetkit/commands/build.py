@@ -19,7 +19,7 @@ _MARK = {"rendered": "rendered", "reused": "up to date", "draft": "DRAFT", "fail
 @click.option("--force", is_flag=True, help="Re-render every clip, even unchanged ones.")
 @click.option("--strict", is_flag=True,
               help="Exit 1 if any clip is a draft (the preferred engine was unreachable).")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the summary line (and failures).")
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
               metavar="SECONDS",
               help="Wait this long for another build of the same store to finish.")
@@ -62,8 +62,9 @@ def command(config: Path, out: Path | None, force: bool, strict: bool, quiet: bo
             click.echo(f"warning: {warning}", err=True)
         for key, reason in result.drafts.items():
             click.echo(f"draft: {key}: {reason}", err=True)
-        for key, reason in result.failed.items():
-            click.echo(f"failed: {key}: {reason}", err=True)
+    # Failures are errors: shown even with --quiet, or the exit status would be unexplained.
+    for key, reason in result.failed.items():
+        click.echo(f"failed: {key}: {reason}", err=True)
     click.echo(result.summary())
     if result.failed:
         sys.exit(1)
