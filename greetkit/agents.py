@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from greetkit.errors import EngineError, GreetkitError, MissingExtra
-from greetkit.loader import BASE_RATE, Bank, Clip
+from greetkit.loader import BASE_RATE, Bank, Clip, _MappedFile
 
 _LIVEKIT_ERROR: ImportError | None
 try:
@@ -58,31 +58,90 @@ def _require_livekit(feature: str) -> None:
         raise MissingExtra(feature, "livekit") from _LIVEKIT_ERROR
 
 
+_STEPS: dict[tuple[int, int], int] = {}
+
+
 def _frame_samples(sample_rate: int, frame_ms: int) -> int:
-    if frame_ms <= 0 or (sample_rate * frame_ms) % 1000:
-        raise ValueError(f"frame_ms={frame_ms} is not a whole number of samples at "
-                         f"{sample_rate} Hz")
-    return sample_rate * frame_ms // 1000
+    step = _STEPS.get((sample_rate, frame_ms))
+    if step is None:
+        if frame_ms <= 0 or (sample_rate * frame_ms) % 1000:
+            raise ValueError(f"frame_ms={frame_ms} is not a whole number of samples at "
+                             f"{sample_rate} Hz")
+        step = _STEPS[(sample_rate, frame_ms)] = sample_rate * frame_ms // 1000
+    return step
 
 
-async def _iterate(
-    pcm: npt.NDArray[np.int16],
-    sample_rate: int,
-    step: int,
-    on_first: Callable[[], None] | None = None,
-) -> AsyncIterator[rtc.AudioFrame]:
-    # One bytes copy per frame is the only copy: AudioFrame hands its buffer's address to
-    # the FFI, which needs bytes/bytearray (a slice of a read-only mapping is copied there
-    # anyway). The last frame is shorter, never padded, so playback is sample-exact.
-    view = memoryview(pcm.data).cast("B")
-    total = int(pcm.shape[0])
-    make = rtc.AudioFrame
-    for start in range(0, total, step):
-        n = min(step, total - start)
-        yield make(view[2 * start : 2 * (start + n)].tobytes(), sample_rate, 1, n)
+class _ClipFrames:
+    """Async iterator cutting ``step``-sample AudioFrames from a mapped clip file.
+
+    A plain class rather than an async generator: no per-call generator finalizer hook,
+    which costs more than cutting a frame. One bytes copy per frame is the only copy:
+    AudioFrame hands its buffer's address to the FFI, which needs bytes (a slice of a
+    read-only mapping is copied there anyway). The last frame is shorter, never padded,
+    so playback is sample-exact.
+
+    The first frame of a play is the file's *spare*: cut by the previous play after its
+    own first frame went out, taken by exactly one play (no AudioFrame is ever shared), so
+    the latency-critical first frame costs no copy and the cut moves to the 20 ms of slack
+    before the second.
+    """
+
+    __slots__ = ("_end", "_file", "_first_at", "_on_first", "_pos", "_rate", "_refill",
+                 "_step_bytes", "_view")
+
+    def __init__(self, mapped: _MappedFile, sample_rate: int, step: int,
+                 on_first: Callable[[float], None] | None = None) -> None:
+        self._file = mapped
+        self._view = mapped.view
+        self._rate = sample_rate
+        self._step_bytes = 2 * step
+        self._pos = 0
+        self._end = len(self._view)
+        self._refill = False
+        #: Called once with the perf_counter() time the first frame went out (for the log).
+        self._on_first = on_first
+        self._first_at = 0.0
+
+    def __aiter__(self) -> _ClipFrames:
+        return self
+
+    def _cut(self, pos: int) -> rtc.AudioFrame:
+        data = self._view[pos : pos + self._step_bytes].tobytes()
+        return rtc.AudioFrame(data, self._rate, 1, len(data) >> 1)
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        pos = self._pos
+        if pos:
+            if self._refill:
+                self._refill = False
+                if self._file.spare is None:
+                    self._file.spare = (self._step_bytes, self._cut(0))
+            if self._on_first is not None:  # logged now, so logging never delays frame 1
+                self._report()
+        if pos >= self._end:
+            raise StopAsyncIteration
+        self._pos = pos + self._step_bytes
+        if pos:
+            return self._cut(pos)
+        spare, self._file.spare = self._file.spare, None
+        frame = spare[1] if spare is not None and spare[0] == self._step_bytes else (
+            self._cut(0))
+        self._refill = True
+        if self._on_first is not None:
+            self._first_at = time.perf_counter()
+        return frame
+
+    def _report(self) -> None:
+        on_first, self._on_first = self._on_first, None
         if on_first is not None:
-            on_first()  # after the first frame left, so logging never delays it
-            on_first = None
+            on_first(self._first_at)
+
+    async def aclose(self) -> None:
+        """Stop early (LiveKit closes the audio iterator when a speech is interrupted)."""
+        if self._pos:
+            self._report()
+        self._on_first = None
+        self._pos = self._end
 
 
 def frames(clip: Clip, *, frame_ms: int = 20,
@@ -98,10 +157,20 @@ def frames(clip: Clip, *, frame_ms: int = 20,
     >>> async for frame in frames(bank["en_default"]):  # doctest: +SKIP
     ...     await audio_source.capture_frame(frame)
     """
-    _require_livekit("greetkit.agents.frames (LiveKit AudioFrames)")
+    if _LIVEKIT_ERROR is not None:
+        _require_livekit("greetkit.agents.frames (LiveKit AudioFrames)")
     rate = sample_rate or BASE_RATE
-    pcm = clip.pcm(rate)
-    return _iterate(pcm, rate, _frame_samples(rate, frame_ms))
+    clip.buffer(rate)  # raises the AudioError naming the rates the clip has
+    return _ClipFrames(clip._files[rate], rate, _frame_samples(rate, frame_ms))
+
+
+def frames_of(mapped: _MappedFile, sample_rate: int,
+              frame_ms: int) -> AsyncIterator[rtc.AudioFrame]:
+    """Frames of one mapped clip file (what :meth:`greetkit.loader.Bank.frames` calls after
+    its checks)."""
+    if _LIVEKIT_ERROR is not None:
+        _require_livekit("greetkit.agents.frames (LiveKit AudioFrames)")
+    return _ClipFrames(mapped, sample_rate, _frame_samples(sample_rate, frame_ms))
 
 
 def output_rate(session: Any) -> int | None:
@@ -128,26 +197,27 @@ def say(bank: Bank, session: AgentSession[Any], phrase: str, language: str | Non
         selection = bank.select(phrase, language)
         clip, problem = selection.clip, selection.problem
         if clip is not None:
-            bad = bank.playable(clip)
+            rate = output_rate(session)
+            play_rate = rate if rate in clip.rates else BASE_RATE
+            bad = bank.playable(clip, play_rate)
             if bad:
                 bank._drop(clip.key, bad)  # do not hash a known-bad file again
                 clip, problem = None, bad
     except Exception as exc:  # a bug must not silence the greeting
         selection, clip, problem = None, None, f"selection failed: {exc!r}"
+        play_rate = BASE_RATE
 
     if clip is not None:
         try:
-            rate = output_rate(session)
-            play_rate = rate if rate in clip.rates else BASE_RATE
             key = clip.key
 
-            def first_frame() -> None:
+            def first_frame(at: float) -> None:
                 log.info("greetkit: say %r source=clip rate=%d first frame %.3f ms after say()",
-                         key, play_rate, (time.perf_counter() - said_at) * 1000)
+                         key, play_rate, (at - said_at) * 1000)
 
             _require_livekit("greetkit Bank.say with a clip")
-            audio = _iterate(clip.pcm(play_rate), play_rate,
-                             _frame_samples(play_rate, bank.frame_ms), first_frame)
+            audio = _ClipFrames(clip._files[play_rate], play_rate,
+                                _frame_samples(play_rate, bank.frame_ms), first_frame)
             return session.say(clip.text, audio=audio, **kwargs)
         except Exception as exc:
             problem = f"playing clip {clip.key!r} failed: {exc!r}"

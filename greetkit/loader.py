@@ -47,6 +47,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -79,13 +80,19 @@ class _MappedFile:
     processes; nothing in it is ever written after load except the checksum verdict.
     """
 
-    __slots__ = ("_map", "path", "pcm", "sha256", "verdict")
+    __slots__ = ("_map", "path", "pcm", "sha256", "spare", "verdict", "view")
 
-    def __init__(self, path: Path, mapped: mmap.mmap, pcm: PCM, sha256: str) -> None:
+    def __init__(self, path: str, mapped: mmap.mmap, data_offset: int, samples: int,
+                 sha256: str) -> None:
         self.path = path
         self._map = mapped
-        self.pcm = pcm
+        self.pcm: PCM = np.frombuffer(mapped, dtype="<i2", count=samples, offset=data_offset)
+        #: The same PCM as little-endian bytes (what AudioFrames are cut from).
+        self.view = memoryview(mapped)[data_offset : data_offset + 2 * samples]
         self.sha256 = sha256
+        #: (frame bytes, rtc.AudioFrame): the next play's first frame, cut ahead of time by
+        #: greetkit.agents so a play's first frame costs no copy; each play takes it alone.
+        self.spare: tuple[int, Any] | None = None
         #: None until hashed, then "" when it matches or the problem.
         self.verdict: str | None = None
 
@@ -95,7 +102,7 @@ class _MappedFile:
             # hashlib reads the mapping through the buffer protocol: no copy.
             digest = hashlib.sha256(self._map).hexdigest()
             self.verdict = "" if digest == self.sha256 else (
-                f"{self.path.name}: checksum mismatch (corrupted); run 'greetkit build --force'"
+                f"{os.path.basename(self.path)}: checksum mismatch (corrupted); run 'greetkit build --force'"
             )
         return self.verdict
 
@@ -153,10 +160,21 @@ class Clip:
                 f"{sample_rate} to defaults.sample_rates in voices.yaml and build again"
             ) from None
 
-    def verify(self) -> str:
-        """Check the checksum of every file of this clip once; "" when all match."""
-        for f in self._files.values():
-            problem = f.verify()
+    def buffer(self, sample_rate: int = BASE_RATE) -> memoryview:
+        """The PCM at ``sample_rate`` as a read-only memoryview of little-endian int16 bytes
+        (a window on the mapped file)."""
+        try:
+            return self._files[sample_rate].view
+        except KeyError:
+            self.pcm(sample_rate)  # raises the explanatory AudioError
+            raise
+
+    def verify(self, sample_rate: int | None = None) -> str:
+        """Check the checksum of this clip's file at ``sample_rate`` (every file when None),
+        once per process; "" when it matches, else the problem."""
+        files = self._files.values() if sample_rate is None else [self._files[sample_rate]]
+        for f in files:
+            problem = f.verdict if f.verdict is not None else f.verify()
             if problem:
                 return problem
         return ""
@@ -345,11 +363,12 @@ class Bank(Mapping[str, Clip]):
         return self.select(phrase, language, **variables).text
 
     # -- playing ----------------------------------------------------------------------------
-    def playable(self, clip: Clip) -> str:
-        """Run the checksum policy for ``clip``; "" when it may be played, else the problem."""
+    def playable(self, clip: Clip, sample_rate: int | None = None) -> str:
+        """Run the checksum policy for ``clip`` (only its ``sample_rate`` file when given);
+        "" when it may be played, else the problem."""
         if self._verify is False:
             return ""
-        return clip.verify()
+        return clip.verify(sample_rate)
 
     def frames(self, key: str, sample_rate: int | None = None,
                frame_ms: int | None = None) -> AsyncIterator[rtc.AudioFrame]:
@@ -358,13 +377,18 @@ class Bank(Mapping[str, Clip]):
         Mono int16 at 48 kHz (or the stored ``sample_rate`` variant), ``frame_ms`` per
         frame (the last one shorter), sample-exact. Needs the ``livekit`` extra.
         """
-        from greetkit.agents import frames
-
-        clip = self[key]
-        problem = self.playable(clip)
-        if problem:
-            raise StoreError(f"clip {key!r} cannot be played: {problem}")
-        return frames(clip, frame_ms=frame_ms or self.frame_ms, sample_rate=sample_rate)
+        clip = self._clips.get(key) or self[key]  # self[key] raises ClipNotFound
+        rate = sample_rate or BASE_RATE
+        mapped = clip._files.get(rate)
+        if mapped is None:
+            clip.pcm(rate)  # raises the AudioError naming the rates the clip has
+            raise AssertionError("unreachable")
+        # The fast path is one attribute test: a verified file has verdict "".
+        if mapped.verdict != "" and self._verify is not False and mapped.verify():
+            raise StoreError(f"clip {key!r} cannot be played: {mapped.verdict}")
+        it: AsyncIterator[rtc.AudioFrame] = _agents().frames_of(
+            mapped, rate, frame_ms or self.frame_ms)
+        return it
 
     def say(self, session: AgentSession[Any], phrase: str, language: str | None = None, *,
             fallback_text: str | None = None, **kwargs: Any) -> SpeechHandle | None:
@@ -378,9 +402,9 @@ class Bank(Mapping[str, Clip]):
 
         >>> handle = bank.say(session, "default", language="zh-CN")  # doctest: +SKIP
         """
-        from greetkit.agents import say
-
-        return say(self, session, phrase, language, fallback_text=fallback_text, **kwargs)
+        handle: SpeechHandle | None = _agents().say(
+            self, session, phrase, language, fallback_text=fallback_text, **kwargs)
+        return handle
 
     # -- lifecycle --------------------------------------------------------------------------
     def reload(self) -> Bank:
@@ -414,6 +438,20 @@ class Bank(Mapping[str, Clip]):
                 yield rel, f
 
 
+_AGENTS: ModuleType | None = None
+
+
+def _agents() -> ModuleType:
+    """greetkit.agents, imported on first use (it imports livekit) and then cached: an
+    import statement per frames() call would cost as much as cutting a frame."""
+    global _AGENTS
+    if _AGENTS is None:
+        import greetkit.agents
+
+        _AGENTS = greetkit.agents
+    return _AGENTS
+
+
 def _variant_file(entry: ClipEntry, rate: int) -> str:
     v = entry.variant(rate)
     return v.file if v is not None else entry.file
@@ -432,22 +470,26 @@ _WAVE_FORMAT_PCM = 1
 _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
 
-def _check_wav(mapped: mmap.mmap, size: int, rate: int, data_offset: int,
-               samples: int) -> None:
-    """Walk the RIFF chunks up to ``data``: mono PCM_16 at ``rate``, data where and as long
-    as the manifest says. Reads only the header bytes."""
-    if size < 12 + 8 + 16 + 8:
+#: The most header bytes read before a clip's PCM (libsndfile writes 44; chunks such as
+#: LIST may add some). A manifest claiming more is refused rather than read.
+_MAX_HEADER = 65536
+
+
+def _check_wav(head: bytes, size: int, rate: int, data_offset: int, samples: int) -> None:
+    """Walk the RIFF chunks of ``head`` (the file's first ``data_offset`` bytes) up to
+    ``data``: mono PCM_16 at ``rate``, data where and as long as the manifest says."""
+    if size < 12 + 8 + 16 + 8 or len(head) < 12:
         raise _ClipProblem("file too short for a WAV header")
-    riff, _, wave = _RIFF.unpack_from(mapped, 0)
+    riff, _, wave = _RIFF.unpack_from(head, 0)
     if riff != b"RIFF" or wave != b"WAVE":
         raise _ClipProblem("not a RIFF/WAVE file")
     pos, fmt_ok = 12, False
-    while pos + 8 <= size:
-        tag, length = _CHUNK.unpack_from(mapped, pos)
+    while pos + 8 <= len(head):
+        tag, length = _CHUNK.unpack_from(head, pos)
         if tag == b"fmt ":
-            if length < 16 or pos + 8 + 16 > size:
+            if length < 16 or pos + 8 + 16 > len(head):
                 raise _ClipProblem("fmt chunk too short")
-            fmt, channels, srate, _, _, bits = _FMT.unpack_from(mapped, pos + 8)
+            fmt, channels, srate, _, _, bits = _FMT.unpack_from(head, pos + 8)
             if fmt not in (_WAVE_FORMAT_PCM, _WAVE_FORMAT_EXTENSIBLE) or bits != 16:
                 raise _ClipProblem(f"not PCM_16 (format {fmt}, {bits} bits)")
             if channels != 1:
@@ -465,7 +507,7 @@ def _check_wav(mapped: mmap.mmap, size: int, rate: int, data_offset: int,
                                    f"{samples} samples ({samples * 2} bytes)")
             return
         pos += 8 + length + (length & 1)
-    raise _ClipProblem("no data chunk")
+    raise _ClipProblem(f"no data chunk header before byte {data_offset}")
 
 
 class _Mapper:
@@ -500,7 +542,7 @@ class _Mapper:
             raise _ClipProblem(f"clip path {rel!r} leaves the store; rebuild the bank")
         if not self._inside("/".join(parts[:-1]) or "."):
             raise _ClipProblem(f"clip path {rel!r} resolves outside the store (symlink?)")
-        path = self.root / rel
+        path = os.path.join(self.root, rel)  # str, not Path: 400 files per bank add up
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(path, flags)
@@ -517,19 +559,24 @@ class _Mapper:
             if st.st_size != size:
                 raise _ClipProblem(f"{rel}: {st.st_size} bytes, manifest says {size} "
                                    "(truncated or replaced?); run 'greetkit build --force'")
+            if not 12 <= data_offset <= min(size, _MAX_HEADER):
+                raise _ClipProblem(f"{rel}: bad WAV header: data_offset {data_offset} is "
+                                   "out of range")
+            # The header is read with pread, not through the mapping: touching the mapping
+            # would fault in (and count in RSS) a run of pages per file at every load.
+            try:
+                _check_wav(os.pread(fd, data_offset, 0), size, rate, data_offset, samples)
+            except _ClipProblem as exc:
+                raise _ClipProblem(f"{rel}: bad WAV header: {exc}") from None
             try:
                 mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError) as exc:
                 raise _ClipProblem(f"{rel}: cannot be mapped ({exc})") from None
+        except OSError as exc:
+            raise _ClipProblem(f"{rel}: cannot be read ({exc.strerror})") from None
         finally:
             os.close(fd)
-        try:
-            _check_wav(mapped, size, rate, data_offset, samples)
-        except _ClipProblem as exc:
-            mapped.close()
-            raise _ClipProblem(f"{rel}: bad WAV header: {exc}") from None
-        pcm: PCM = np.frombuffer(mapped, dtype="<i2", count=samples, offset=data_offset)
-        return _MappedFile(path, mapped, pcm, sha256)
+        return _MappedFile(path, mapped, data_offset, samples, sha256)
 
 
 def _map_clip(mapper: _Mapper, entry: ClipEntry) -> tuple[Clip, list[str]]:

@@ -25,9 +25,14 @@ Set ``GREETKIT_BANK`` before the server starts (the forkserver inherits the envi
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from greetkit.loader import Bank, load
+
+# The LiveKit glue too (when the extra is installed), so no job pays for importing it.
+with contextlib.suppress(ImportError):
+    import greetkit.agents  # noqa: F401
 
 __all__ = ["BANK_ENV", "bank"]
 
