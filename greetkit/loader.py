@@ -101,9 +101,9 @@ class _MappedFile:
         if self.verdict is None:
             # hashlib reads the mapping through the buffer protocol: no copy.
             digest = hashlib.sha256(self._map).hexdigest()
+            name = os.path.basename(self.path)
             self.verdict = "" if digest == self.sha256 else (
-                f"{os.path.basename(self.path)}: checksum mismatch (corrupted); run 'greetkit build --force'"
-            )
+                f"{name}: checksum mismatch (corrupted); run 'greetkit build --force'")
         return self.verdict
 
 
