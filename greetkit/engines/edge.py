@@ -266,7 +266,7 @@ async def fetch_voices() -> list[dict[str, Any]]:
     try:
         raw = await asyncio.wait_for(list_voices(), timeout=20)
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-        raise EngineError(f"cannot fetch the edge voice list from {voices_url()}: "
+        raise EngineError(f"cannot fetch the edge voice list from {voices_url().split('?')[0]}: "
                           f"{_describe(exc)}", engine=ENGINE, retryable=True) from exc
     return [dict(v) for v in raw]
 
@@ -389,6 +389,9 @@ def _describe(exc: BaseException) -> str:
         meaning = {403: "forbidden", 429: "rate limited", 500: "server error",
                    502: "bad gateway", 503: "service unavailable", 504: "gateway timeout"}
         return f"HTTP {exc.status} {meaning.get(exc.status, 'refused')}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
+        return f"cannot connect to {exc.host}:{exc.port} ({reason})"
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     text = str(exc) or type(exc).__name__

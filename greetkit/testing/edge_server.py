@@ -120,8 +120,12 @@ class RequestRecord:
     query: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] | None = None
     ssml: list[str] = field(default_factory=list)
+    #: The MP3 bytes sent on this connection (all binary audio frames' payloads).
+    audio: bytes = b""
     started: float = 0.0
     ended: float | None = None
+    #: Still counted as open (from handshake until the client's close frame, or ours).
+    open: bool = True
 
 
 @dataclass(frozen=True)
@@ -144,11 +148,13 @@ class EdgeServer:
 
     def __init__(self, *, max_connections: int | None = None, clock_offset: float = 0.0,
                  check_token: bool = True, chunk_bytes: int = 2880, default: Step | None = None,
-                 voices: Iterable[tuple[str, str, str]] = ()) -> None:
+                 voices: Iterable[tuple[str, str, str]] = (), sample_rate: int = 24000) -> None:
         self.max_connections = max_connections
         self.clock_offset = clock_offset
         self.check_token = check_token
         self.chunk_bytes = chunk_bytes
+        #: Output rate (the service uses 24 kHz; MPEG-2 also allows 16 and 22.05 kHz).
+        self.sample_rate = sample_rate
         self.default = default or Step.ok()
         self.voices: tuple[tuple[str, str, str], ...] = (*KNOWN_VOICES, *voices)
         self.requests: list[RequestRecord] = []
@@ -305,18 +311,29 @@ class EdgeServer:
             if step.kind == "http":
                 record.status = step.status
                 return self._refuse(step.status)
-            ws = web.WebSocketResponse()
+            ws = web.WebSocketResponse(autoclose=False)
             await ws.prepare(request)
             await self._converse(ws, step, record)
             return ws
         finally:
-            record.ended = time.time()
-            with self._lock:
+            self._release(record)
+
+    def _release(self, record: RequestRecord) -> None:
+        """Stop counting a connection: at the close frame, before the close is answered, so a
+        client that has seen its connection end never finds it still counted."""
+        with self._lock:
+            if record.open:
+                record.open = False
+                record.ended = time.time()
                 self._active -= 1
 
     async def _converse(self, ws: web.WebSocketResponse, step: Step,
                         record: RequestRecord) -> None:
         async for msg in ws:
+            if msg.type == WSMsgType.CLOSE:
+                self._release(record)
+                await ws.close()
+                return
             if msg.type != WSMsgType.TEXT:
                 continue
             headers, body = _parse_text_frame(msg.data)
@@ -326,13 +343,14 @@ class EdgeServer:
             elif path == "ssml":
                 record.ssml.append(body)
                 finished = await self._answer(ws, step, headers.get("X-RequestId", ""), body,
-                                              record.config or {})
+                                              record)
                 if not finished:
+                    self._release(record)
                     await ws.close()
                     return
 
     async def _answer(self, ws: web.WebSocketResponse, step: Step, request_id: str, ssml: str,
-                      config: dict[str, Any]) -> bool:
+                      record: RequestRecord) -> bool:
         """Answer one SSML turn. False when the script says to drop the connection."""
         if step.delay:
             await asyncio.sleep(step.delay)
@@ -344,7 +362,8 @@ class EdgeServer:
         stream_id = uuid.uuid4().hex.upper()
         await ws.send_str(_text_frame(request_id, "response",
                                       {**tag, "audio": {"type": "inline", "streamId": stream_id}}))
-        speech = None if step.kind == "no_audio" else await self._speech(ssml, config)
+        speech = None if step.kind == "no_audio" else await self._speech(ssml,
+                                                                          record.config or {})
         if speech is not None:
             limit = len(speech.mp3) if step.kind != "close" else int(len(speech.mp3)
                                                                      * step.fraction)
@@ -357,6 +376,7 @@ class EdgeServer:
                     await ws.send_str(_metadata_frame(request_id, pending.pop(0)))
                 chunk = speech.mp3[sent:min(limit, sent + self.chunk_bytes)]
                 await ws.send_bytes(_audio_frame(request_id, stream_id, chunk))
+                record.audio += chunk
                 sent += len(chunk)
             if step.kind == "close":
                 return False
@@ -376,11 +396,12 @@ class EdgeServer:
         options = (config.get("context", {}).get("synthesis", {}).get("audio", {})
                     .get("metadataoptions", {}))
         words = str(options.get("wordBoundaryEnabled", "false")).lower() == "true"
-        key = (match.group(1), text, *prosody, str(words))
+        key = (match.group(1), text, *prosody, str(words), str(self.sample_rate))
         assert self._speech_lock is not None
         async with self._speech_lock:
             if key not in self._cache:
-                self._cache[key] = await _synthesize(text, match.group(1), prosody, words)
+                self._cache[key] = await _synthesize(text, match.group(1), prosody, words,
+                                                     self.sample_rate)
         return self._cache[key]
 
 
@@ -447,9 +468,9 @@ def _voice_json(short_name: str, locale: str, gender: str) -> dict[str, Any]:
 # -- audio ----------------------------------------------------------------------------------
 
 
-async def _synthesize(text: str, locale: str, prosody: tuple[str, str, str],
-                      words: bool) -> _Speech:
-    """espeak-ng speech for ``text`` at 24 kHz, its MP3 and measured boundaries."""
+async def _synthesize(text: str, locale: str, prosody: tuple[str, str, str], words: bool,
+                      rate_out: int = 24000) -> _Speech:
+    """espeak-ng speech for ``text`` at ``rate_out`` Hz, its MP3 and measured boundaries."""
     import soxr
 
     from greetkit.engines import get_engine
@@ -467,23 +488,23 @@ async def _synthesize(text: str, locale: str, prosody: tuple[str, str, str],
         audio = await espeak.render(RenderRequest(
             key="edge-server", text=sentence, language=locale, voice=voice,
             options={"rate": rate, "pitch": pitch, "volume": volume}))
-        samples = np.asarray(soxr.resample(audio.samples, audio.sample_rate, SAMPLE_RATE),
+        samples = np.asarray(soxr.resample(audio.samples, audio.sample_rate, rate_out),
                              dtype=np.float32)
         loud = np.flatnonzero(np.abs(samples) > _SILENCE)
         if loud.size:
             start, end = position + int(loud[0]), position + int(loud[-1]) + 1
-            boundaries += _boundaries(sentence, start, end, words)
+            boundaries += _boundaries(sentence, start, end, words, rate_out)
         pcm.append(samples)
         position += samples.size
-    signal = np.concatenate(pcm) if pcm else np.zeros(SAMPLE_RATE // 10, dtype=np.float32)
-    mp3 = await asyncio.to_thread(encode_mp3, signal)
+    signal = np.concatenate(pcm) if pcm else np.zeros(rate_out // 10, dtype=np.float32)
+    mp3 = await asyncio.to_thread(encode_mp3, signal, rate_out)
     return _Speech(mp3, tuple(boundaries), int(signal.size))
 
 
-def _boundaries(sentence: str, start: int, end: int,
-                words: bool) -> list[tuple[str, str, int, int]]:
+def _boundaries(sentence: str, start: int, end: int, words: bool,
+                rate: int) -> list[tuple[str, str, int, int]]:
     def ticks(samples: int) -> int:
-        return samples * _TICKS // SAMPLE_RATE
+        return samples * _TICKS // rate
 
     if not words:
         return [("SentenceBoundary", sentence, ticks(start), ticks(end - start))]
