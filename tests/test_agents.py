@@ -58,23 +58,29 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 class CaptureOutput(io.AudioOutput):
     """An audio sink that records frames per playback segment.
 
-    A segment starts with the first frame after a flush; ``flush`` ends it as fully played
-    and ``clear_buffer`` as interrupted, each reporting ``playback_finished`` exactly once so
-    the session's SpeechHandle completes.
+    A segment starts with the first frame after a flush. ``flush`` ends it as fully played:
+    at once, or with ``realtime=True`` after the segment's duration, as a room output does
+    when its buffer drains. ``clear_buffer`` ends a segment still playing as interrupted.
+    Each segment reports ``playback_finished`` exactly once, so SpeechHandles complete.
     """
 
-    def __init__(self, sample_rate: int | None) -> None:
+    def __init__(self, sample_rate: int | None, *, realtime: bool = False) -> None:
         super().__init__(label="capture", capabilities=io.AudioOutputCapabilities(pause=True),
                          sample_rate=sample_rate)
         self.segments: list[list[rtc.AudioFrame]] = []
         self.interrupted = 0
+        self._realtime = realtime
         self._open = False
+        self._playing = False
         self._pushed = 0.0
+        self._started_at = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         await super().capture_frame(frame)
         if not self._open:
-            self._open, self._pushed = True, 0.0
+            self._open = self._playing = True
+            self._pushed, self._started_at = 0.0, time.monotonic()
             self.segments.append([])
             self.on_playback_started(created_at=time.time())
         self.segments[-1].append(frame)
@@ -82,15 +88,30 @@ class CaptureOutput(io.AudioOutput):
 
     def flush(self) -> None:
         super().flush()
-        if self._open:
-            self._open = False
-            self.on_playback_finished(playback_position=self._pushed, interrupted=False)
+        if not self._open:
+            return
+        self._open = False
+        if self._realtime:
+            remaining = self._pushed - (time.monotonic() - self._started_at)
+            self._timer = asyncio.get_running_loop().call_later(
+                max(0.0, remaining), self._finish, self._pushed, False)
+        else:
+            self._finish(self._pushed, False)
 
     def clear_buffer(self) -> None:
-        if self._open:
-            self._open = False
-            self.interrupted += 1
-            self.on_playback_finished(playback_position=self._pushed, interrupted=True)
+        if not self._playing:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._open = False
+        self.interrupted += 1
+        played = min(self._pushed, time.monotonic() - self._started_at)
+        self._finish(played, True)
+
+    def _finish(self, position: float, interrupted: bool) -> None:
+        self._playing, self._timer = False, None
+        self.on_playback_finished(playback_position=position, interrupted=interrupted)
 
     def pcm(self, segment: int = -1) -> np.ndarray[Any, np.dtype[np.int16]]:
         """The int16 samples of one captured segment."""
@@ -102,12 +123,12 @@ class CaptureOutput(io.AudioOutput):
 
 
 @asynccontextmanager
-async def session_with_capture(rate: int | None,
-                               tts_rate: int = 48000,
+async def session_with_capture(rate: int | None, tts_rate: int = 48000, *,
+                               realtime: bool = False,
                                ) -> AsyncIterator[tuple[AgentSession[Any], CaptureOutput]]:
     """A started AgentSession (no room, no LLM/STT) whose audio goes to a CaptureOutput."""
     session: AgentSession[Any] = AgentSession(tts=EspeakTTS(sample_rate=tts_rate))
-    out = CaptureOutput(rate)
+    out = CaptureOutput(rate, realtime=realtime)
     session.output.audio = out
     await session.start(agent=Agent(instructions="Greet the caller."), record=False)
     try:
@@ -191,6 +212,45 @@ def test_each_frames_call_is_independent_and_concurrent_safe(built_store: Path) 
     for key, got in zip(keys, run(main()), strict=True):
         pcm = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in got])
         assert np.array_equal(pcm, bank[key].samples)
+
+
+def test_no_audio_frame_object_is_shared_between_plays(built_store: Path) -> None:
+    """Consecutive and concurrent plays each get their own AudioFrame objects (the first
+    frame is cut ahead of time for the next play, and handed to one play only), all exact."""
+    bank = load(built_store)
+
+    async def main() -> list[list[rtc.AudioFrame]]:
+        runs = [await collect(bank.frames("en_bye")) for _ in range(3)]
+        runs += await asyncio.gather(*(collect(bank.frames("en_bye")) for _ in range(4)))
+        return runs
+
+    runs = run(main())
+    ids = [id(f) for frames_ in runs for f in frames_]
+    assert len(ids) == len(set(ids))
+    for got in runs:
+        pcm = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in got])
+        assert np.array_equal(pcm, bank["en_bye"].samples)
+
+
+def test_interrupting_a_greeting_stops_it_cleanly(built_store: Path) -> None:
+    """handle.interrupt() while a clip plays (real-time output): the handle completes as
+    interrupted, the output was cleared once, and what it got is an exact prefix of the clip."""
+    bank = load(built_store)
+
+    async def main() -> None:
+        async with session_with_capture(48000, realtime=True) as (session, out):
+            handle = bank.say(session, "default", language="en")
+            assert handle is not None
+            while not out.segments:
+                await asyncio.sleep(0.001)
+            handle.interrupt()
+            await asyncio.wait_for(handle.wait_for_playout(), 10)
+            assert handle.done() and handle.interrupted and out.interrupted == 1
+            captured = out.pcm()
+            assert 0 < len(captured) <= len(bank["en_default"].samples)
+            assert np.array_equal(captured, bank["en_default"].samples[:len(captured)])
+
+    run(main())
 
 
 def test_livekit_audio_frames_from_file_drops_leading_samples(built_store: Path) -> None:

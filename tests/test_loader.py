@@ -551,3 +551,52 @@ def test_bank_is_a_read_only_mapping(built_store: Path) -> None:
     assert "en_default" in bank and "nope" not in bank
     with pytest.raises(TypeError):
         bank["x"] = bank["en_default"]  # type: ignore[index]
+
+
+# -- preload -----------------------------------------------------------------------------------
+
+PRELOAD_CHILD = """
+import json, os, sys
+import greetkit.preload as pre
+bank = pre.bank
+parent = {"clips": sorted(bank), "verified": all(
+    f.verdict == "" for c in bank.values() for f in c._files.values())}
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:  # a job process: the bank is there before anything is loaded or opened
+    with open(f"/proc/{os.getpid()}/maps") as f:
+        mapped = sum(1 for line in f if "/clips/" in line)
+    child = {"mapped_before_use": mapped, "same": pre.bank is bank,
+             "pcm": int(pre.bank["en_default"].samples.astype("int64").sum())}
+    os.write(w, json.dumps(child).encode())
+    os._exit(0)
+os.close(w)
+child = json.loads(os.fdopen(r).read())
+os.waitpid(pid, 0)
+print(json.dumps({"parent": parent, "child": child,
+                  "pcm": int(bank["en_default"].samples.astype("int64").sum())}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_preload_loads_the_configured_bank_for_forked_jobs(built_store: Path) -> None:
+    """Importing greetkit.preload loads GREETKIT_BANK verified; a process forked afterwards
+    starts with every clip file already mapped and the same PCM."""
+    env = dict(os.environ, GREETKIT_BANK=str(built_store))
+    result = subprocess.run([sys.executable, "-c", PRELOAD_CHILD], capture_output=True,
+                            text=True, cwd=REPO, env=env, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["parent"] == {"clips": sorted(k for k, *_ in CLIPS), "verified": True}
+    files = len(CLIPS) * len(RATES)
+    assert out["child"] == {"mapped_before_use": files, "same": True, "pcm": out["pcm"]}
+
+
+def test_preload_without_a_store_gives_an_empty_bank(tmp_path: Path) -> None:
+    """A missing GREETKIT_BANK store never breaks the import (the forkserver must start)."""
+    env = dict(os.environ, GREETKIT_BANK=str(tmp_path / "missing"))
+    result = subprocess.run(
+        [sys.executable, "-c", "import greetkit.preload as p; print(len(p.bank), p.bank.problem)"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("0 ") and "manifest.json" in result.stdout
