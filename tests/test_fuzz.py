@@ -107,7 +107,7 @@ def mutated(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(1, 6))):
         i = draw(st.integers(0, max(0, len(lines) - 1)))
         op = draw(st.sampled_from(["delete", "duplicate", "swap", "insert", "value", "chars",
-                                   "indent", "dedent", "bomb"]))
+                                   "indent", "dedent", "bomb", "words", "words"]))
         if not lines:
             lines = [""]
         if op == "delete":
@@ -130,6 +130,11 @@ def mutated(draw: st.DrawFn) -> str:
             lines[i] = "  " + lines[i]
         elif op == "dedent":
             lines[i] = lines[i][2:]
+        elif op == "words":  # plausible new text, so that more documents stay valid
+            key, sep, _ = lines[i].partition(":")
+            words = draw(st.text(st.characters(categories=["L", "Nd", "Zs"]), min_size=1,
+                                 max_size=30))
+            lines[i] = f"{key}{sep or ':'} {words!r}" if sep else lines[i]
         else:
             lines[i:i] = BOMB.splitlines()
     return "\n".join(lines) + "\n"
