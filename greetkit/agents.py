@@ -152,7 +152,8 @@ def frames(clip: Clip, *, frame_ms: int = 20,
     that rate (:class:`~greetkit.errors.AudioError` if there is none). Frames are
     ``frame_ms`` long except the last, which holds the remainder: the concatenated frames
     equal the stored PCM sample for sample. Each call is independent, so any number of
-    sessions may play the same clip at once.
+    sessions may play the same clip at once. This is the raw cut: :meth:`Bank.frames
+    <greetkit.loader.Bank.frames>` also applies the bank's checksum policy first.
 
     >>> async for frame in frames(bank["en_default"]):  # doctest: +SKIP
     ...     await audio_source.capture_frame(frame)
