@@ -482,3 +482,83 @@ def test_voices_refresh_unreachable_is_one_line(tmp_path: Path,
     assert exit_info.value.code == 1
     assert len(err) == 1 and err[0].startswith("greetkit: cannot fetch the edge voice list")
     assert not (tmp_path / VOICE_CACHE).exists()
+
+
+# -- end to end: greetkit build through the server -----------------------------------------
+
+
+@pytest.fixture
+def build_env(server: EdgeServer, monkeypatch: pytest.MonkeyPatch) -> EdgeServer:
+    """The server plus retry settings that keep a failing build fast."""
+    pytest.importorskip("greetkit.dsp")
+    monkeypatch.setenv("GREETKIT_EDGE_BACKOFF", "0.002")
+    monkeypatch.setenv("GREETKIT_EDGE_ATTEMPTS", "2")
+    return server
+
+
+def _served_audio(server: EdgeServer, text: str) -> bytes:
+    """The MP3 the server sent for the request whose SSML carried ``text``."""
+    from xml.sax.saxutils import escape
+
+    hits = [r.audio for r in server.handshakes if r.ssml and escape(text) in r.ssml[0]]
+    assert len(hits) == 1, f"{len(hits)} requests carried {text!r}"
+    return hits[0]
+
+
+def test_build_of_shipped_spec_renders_every_clip_with_edge(build_env: EdgeServer,
+                                                            project: Path) -> None:
+    """Every clip of the shipped voices.yaml is an edge clip made from the server's MP3."""
+    from greetkit.build import build
+    from greetkit.dsp import DspParams, process
+
+    result = build(project / "voices.yaml")
+    assert result.manifest is not None and not result.drafts and not result.failed
+    assert len(build_env.handshakes) == len(result.manifest.clips) >= 4
+    for clip in result.manifest.clips:
+        assert (clip.engine, clip.draft) == ("edge", False), clip.key
+        mp3 = _served_audio(build_env, clip.text)
+        samples, rate = sf.read(io.BytesIO(mp3), dtype="float32")
+        params = DspParams(target_lufs=clip.target_lufs,
+                           true_peak_ceiling_db=clip.true_peak_ceiling_db, sample_rate=48000)
+        expected = process(samples, rate, params, seed=int(clip.content_key[:8], 16)).pcm
+        stored, stored_rate = sf.read(project / "greetings" / clip.file, dtype="int16")
+        assert stored_rate == 48000
+        np.testing.assert_array_equal(stored, np.asarray(expected).reshape(stored.shape))
+
+
+@pytest.mark.parametrize(("failure", "cause"), [
+    (Step.http(503), "HTTP 503"), (Step.http(429), "HTTP 429"),
+    (Step.close_mid_stream(0.5), "turn.end"), (Step.no_audio(), "NoAudioReceived"),
+], ids=["503", "429", "truncated", "no-audio"])
+def test_failing_service_gives_flagged_espeak_drafts(build_env: EdgeServer, project: Path,
+                                                     failure: Step, cause: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Failures after retries become espeak drafts with the cause in the summary; the next
+    build that reaches a working service replaces them with edge clips."""
+    from greetkit.cli import main
+
+    build_env.default = failure
+    assert main(["build", "-c", str(project / "voices.yaml")]) in (0, None)
+    err = capsys.readouterr().err
+    manifest = json.loads((project / "greetings" / "manifest.json").read_text("utf-8"))
+    for clip in manifest["clips"]:
+        assert clip["draft"] is True and clip["engine"] == "espeak"
+        assert cause in clip["draft_reason"]
+        assert f"draft: {clip['key']}: edge failed: " in err
+    build_env.default = Step.ok()
+    assert main(["build", "-c", str(project / "voices.yaml")]) in (0, None)
+    manifest = json.loads((project / "greetings" / "manifest.json").read_text("utf-8"))
+    assert all(c["engine"] == "edge" and not c["draft"] for c in manifest["clips"])
+
+
+def test_unreachable_service_drafts_without_a_request(build_env: EdgeServer, project: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A closed port is found once, up front: every clip is a draft naming the cause."""
+    from greetkit.build import build
+
+    monkeypatch.setenv("GREETKIT_EDGE_URL", "ws://127.0.0.1:9/edge/v1?TrustedClientToken=x")
+    result = build(project / "voices.yaml")
+    assert result.manifest is not None
+    assert set(result.drafts) == {c.key for c in result.manifest.clips}
+    assert all("cannot reach 127.0.0.1:9" in reason for reason in result.drafts.values())
+    assert build_env.requests == []

@@ -512,7 +512,7 @@ class EdgeEngine:
     async def render(self, request: RenderRequest) -> RenderedAudio:
         """Render one clip (split into requests if long), retrying what can be retried."""
         if not is_speakable(request.text):
-            raise EngineError(f"{request.key}: text {request.text!r} has no letters or digits; "
+            raise EngineError(f"text {request.text!r} has no letters or digits; "
                               "edge returns no audio for it", engine=ENGINE, retryable=False)
         _import_edge_tts()
         _apply_endpoint()
@@ -522,7 +522,7 @@ class EdgeEngine:
         pieces = split_text(request.text, self._text_budget(request.voice, rate, pitch, volume))
         state = self._loop_state()
         if settings.breaker and state.failures_in_a_row >= settings.breaker:
-            raise EngineError(f"{request.key}: not tried after {state.failures_in_a_row} clips "
+            raise EngineError(f"not tried after {state.failures_in_a_row} clips "
                               f"in a row failed ({state.last_failure})", engine=ENGINE,
                               retryable=True)
         started = time.monotonic()
@@ -540,7 +540,7 @@ class EdgeEngine:
                     state.last_failure = str(exc)
                 raise
             if sample_rate and sr != sample_rate:
-                raise EngineError(f"{request.key}: the service changed sample rate mid-clip "
+                raise EngineError("the service changed sample rate mid-clip "
                                   f"({sample_rate} -> {sr} Hz)", engine=ENGINE)
             sample_rate = sr
             parts.append(samples)
@@ -622,7 +622,7 @@ class EdgeEngine:
                         or elapsed + delay >= settings.deadline)
                 if last:
                     tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
-                    raise EngineError(f"{request.key}: {desc} (after {tries} in {elapsed:.1f}s)",
+                    raise EngineError(f"{desc} (after {tries} in {elapsed:.1f}s)",
                                       engine=ENGINE, retryable=retryable) from exc
                 await asyncio.sleep(delay)
 
