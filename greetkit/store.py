@@ -126,7 +126,9 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file + fsync + ``os.replace``."""
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
     try:
-        with tmp.open("wb") as f:
+        # O_NOFOLLOW: a symlink planted under the temp name must not redirect the write.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with open(fd, "wb") as f:
             # Written in two halves so a fault-injection test can kill the process with a
             # partial temp file on disk (see FAULT_ENV).
             half = len(data) // 2
@@ -184,6 +186,7 @@ class Store:
 
     # -- writing --------------------------------------------------------------------------
     def prepare(self) -> None:
+        self._refuse_symlinked_clips()
         try:
             self.clips.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -224,7 +227,8 @@ class Store:
         deadline = time.monotonic() + wait
         while True:
             try:
-                fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+                # O_NOFOLLOW: a .lock symlinked to another file must not get it truncated.
+                fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o644)
             except OSError as exc:
                 raise _store_error(self.root, "cannot lock", exc) from exc
             try:
@@ -261,6 +265,12 @@ class Store:
             with contextlib.suppress(OSError):
                 path.unlink()
             os.close(fd)
+
+    def _refuse_symlinked_clips(self) -> None:
+        # Builds write and gc deletes in clips/; a symlink there would aim both elsewhere.
+        if self.clips.is_symlink():
+            raise StoreError(f"{self.clips} is a symlink; the store's clips must live inside "
+                             "it, replace the link with a directory")
 
     # -- checking ------------------------------------------------------------------------
     def check_entry(self, entry: ClipEntry) -> list[str]:
@@ -335,6 +345,7 @@ class Store:
     def gc(self, *, dry_run: bool = False) -> list[Path]:
         """Delete clip files the current manifest does not name. Returns what was (or would be)
         removed. Call it when no worker still uses an older bank version."""
+        self._refuse_symlinked_clips()
         keep = self.referenced(self.manifest())
         doomed = []
         if self.clips.is_dir():
