@@ -484,3 +484,44 @@ def test_runaway_clip_duration_fails_that_clip_only(tmp_path: Path) -> None:
     assert f"a clip may last at most {MAX_CLIP_SECONDS:g} s" in result.failed["en_long"]
     out = greetkit("build", "-q", cwd=tmp_path)
     assert out.returncode == 1 and "failed: en_long: recorded produced" in out.stderr
+
+
+# -- symlinks planted in the store -------------------------------------------------------------
+
+def test_symlinked_lock_never_truncates_its_target(project: Path, tmp_path: Path) -> None:
+    """A .lock symlink to another file makes the build fail clearly; the target is intact."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (project / "greetings" / LOCK_NAME).symlink_to(victim)
+    out = greetkit("build", "-q", cwd=project)
+    assert out.returncode == 1 and "cannot lock" in one_error_line(out)
+    assert victim.read_text() == "precious"
+
+
+def test_planted_temp_symlink_is_not_written_through(project: Path, tmp_path: Path) -> None:
+    """A symlink under the manifest's temp name (for this pid) is not followed."""
+    from greetkit.errors import StoreError
+    from greetkit.store import atomic_write
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    store = project / "greetings"
+    (store / f"{TMP_PREFIX}manifest.json.{os.getpid()}").symlink_to(victim)
+    before = bank_state(store)
+    with pytest.raises(StoreError, match="cannot write"):
+        atomic_write(store / "manifest.json", b"{}")
+    assert victim.read_text() == "precious"
+    assert bank_state(store) == before
+
+
+def test_symlinked_clips_dir_is_refused_by_build_and_gc(project: Path, tmp_path: Path) -> None:
+    """clips/ pointing elsewhere: build and gc refuse with one line; nothing there changes."""
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(str(project / "greetings" / "clips"), elsewhere)
+    (elsewhere / "unrelated.txt").write_text("keep me")
+    (project / "greetings" / "clips").symlink_to(elsewhere)
+    listing = sorted(p.name for p in elsewhere.iterdir())
+    for args in (["build", "-q"], ["gc"]):
+        out = greetkit(*args, cwd=project)
+        assert out.returncode == 1 and "clips is a symlink" in one_error_line(out), args
+    assert sorted(p.name for p in elsewhere.iterdir()) == listing
