@@ -1,0 +1,85 @@
+"""greetkit preview"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+
+from greetkit.commands._options import config_option, store_dir
+
+_RATES = click.Choice(["8000", "16000", "22050", "24000", "32000", "44100", "48000"])
+
+
+@click.command()
+@click.argument("key", required=False)
+@config_option
+@click.option("--store", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The greetings store [default: greetings/ next to the config].")
+@click.option("--text", help="Audition this text instead of a stored clip (not stored).")
+@click.option("--language", help="Language of --text [default: the spec's default].")
+@click.option("--voice", help="Voice for --text [default: the language's voice].")
+@click.option("--engine", help="Engine for --text [default: as a build would choose].")
+@click.option("--rate", type=_RATES, default=None,
+              help="Sample rate: a stored variant, or the rate an audition is rendered at.")
+@click.option("-o", "--out", "wav", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="FILE.wav",
+              help="Also write the clip here (a byte-for-byte copy of the stored file).")
+@click.option("--no-play", is_flag=True, help="Do not play the clip.")
+@click.option("--width", type=click.IntRange(min=16, max=400), default=None,
+              help="Waveform width in characters [default: the terminal's].")
+def command(key: str | None, config: Path, store: Path | None, text: str | None,
+            language: str | None, voice: str | None, engine: str | None, rate: str | None,
+            wav: Path | None, no_play: bool, width: int | None) -> None:
+    """Print a clip's summary and waveform, play it, or audition new text.
+
+    KEY is a clip key such as 'zh_default' (see 'greetkit list'). The clip is played on the
+    default audio output when there is one (needs 'greetkit[preview]'); otherwise one line
+    says why, and the command still succeeds. GREETKIT_AUDIO=none never opens a device.
+
+    With --text, the text is rendered through the same engine and DSP chain as a build,
+    using voices.yaml's variables, voices and loudness when it exists, and nothing is stored.
+    """
+    from greetkit.errors import SpecError, SpecIssue
+    from greetkit.preview import audition, load_clip, play, summary_lines, time_axis, waveform
+
+    if (key is None) == (text is None):
+        raise SpecError([SpecIssue("preview", None, "", "give a clip KEY or --text, not both; "
+                                   "'greetkit list' shows the keys")])
+    if text is None and (language or voice or engine):
+        raise SpecError([SpecIssue("preview", None, "", "--language/--voice/--engine go with "
+                                   "--text; a stored clip already has them")])
+    sample_rate = int(rate) if rate else None
+    if text is not None:
+        ctx = click.get_current_context()
+        explicit = ctx.get_parameter_source("config") is not click.core.ParameterSource.DEFAULT
+        # Without voices.yaml an audition still works with espeak; a -c given on purpose
+        # must exist.
+        spec_path = config if explicit or config.is_file() else None
+        clip = audition(text, config=spec_path, language=language, voice=voice,
+                        engine=engine, rate=sample_rate)
+    else:
+        assert key is not None
+        clip = load_clip(store_dir(config, store), key, rate=sample_rate)
+
+    columns = width or max(16, min(shutil.get_terminal_size((80, 24)).columns, 160))
+    for line in summary_lines(clip):
+        click.echo(line)
+    for line in waveform(clip.pcm, columns):
+        click.echo(line)
+    click.echo(time_axis(clip.duration, columns))
+    if wav is not None:
+        from greetkit.preview import write_wav
+
+        write_wav(clip, wav)
+        what = "copy of the stored clip" if clip.stored else "audition"
+        click.echo(f"wrote {wav} ({what}, {clip.sample_rate} Hz)")
+    if not no_play:
+        problem = play(clip.pcm, clip.sample_rate)
+        if problem is None:
+            click.echo("played on the default audio output")
+        else:
+            # One line, and success: no sound card is normal on a server or in CI.
+            hint = "" if wav else "; write it with --out FILE.wav to listen elsewhere"
+            click.echo(problem + hint)

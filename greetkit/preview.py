@@ -1,0 +1,409 @@
+"""Listen to and look at one clip: its summary, a terminal waveform, playback, auditions.
+
+The library side of ``greetkit preview``. A :class:`Preview` holds the exact int16 samples a
+listener would hear plus what the manifest says about them; it comes either from the store
+(:func:`load_clip`) or from an audition of new text (:func:`audition`), which runs the same
+engine and DSP chain as a build but stores nothing.
+
+Playback uses ``sounddevice`` (the ``greetkit[preview]`` extra, which needs the PortAudio
+library). Without it, without an output device, or with ``GREETKIT_AUDIO=none`` in the
+environment (servers, CI, tests), :func:`play` returns one line saying why nothing was played.
+
+>>> p = load_clip("greetings", "zh_default")  # doctest: +SKIP
+>>> print("\\n".join(summary_lines(p) + waveform(p.pcm, 60)))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from greetkit.errors import ClipNotFound, EngineError, SpecError, SpecIssue, StoreError
+from greetkit.manifest import ClipEntry, Manifest
+
+#: Set to ``none`` to never open an audio device (servers, CI, tests).
+AUDIO_ENV = "GREETKIT_AUDIO"
+#: Eighth blocks, empty to full: a column's height in the terminal waveform.
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+#: Loudness this far from the target (LU) or a true peak this far over the ceiling (dB) is
+#: flagged; the build lands within a few hundredths, so a flag means a clip too short to gate
+#: or a limiter that had to work hard.
+LOUDNESS_TOLERANCE_LU = 1.0
+PEAK_TOLERANCE_DB = 0.1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preview:
+    """One clip as heard: its samples and what describes them."""
+
+    key: str
+    text: str
+    language: str
+    engine: str
+    voice: str
+    sample_rate: int
+    pcm: npt.NDArray[np.int16]
+    lufs: float
+    true_peak_db: float
+    target_lufs: float
+    true_peak_ceiling_db: float
+    draft: bool
+    draft_reason: str | None = None
+    preferred_engine: str | None = None
+    #: Bank version and build time; None for an audition (never stored).
+    version: int | None = None
+    built_at: str | None = None
+    #: The stored WAV holding exactly these samples; None for an audition.
+    file: Path | None = None
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return float(self.pcm.shape[0]) / self.sample_rate
+
+    @property
+    def stored(self) -> bool:
+        """Whether this clip is in the store (False for an audition)."""
+        return self.file is not None
+
+
+# -- stored clips ------------------------------------------------------------------------
+
+def closest_keys(key: str, keys: list[str], n: int = 3) -> list[str]:
+    """Keys a mistyped ``key`` probably meant: close spellings, else keys containing it.
+
+    >>> closest_keys("zh_defualt", ["en_default", "zh_default", "fallback"])
+    ['zh_default', 'en_default']
+    """
+    close = difflib.get_close_matches(key, keys, n=n, cutoff=0.6)
+    if not close and key:
+        close = [k for k in keys if key.lower() in k][:n]
+    return close
+
+
+def find_entry(manifest: Manifest, key: str) -> ClipEntry:
+    """The manifest entry for ``key``; :class:`ClipNotFound` (exit code 2) with the closest
+    keys otherwise, since an unknown key is a typo on the command line."""
+    entries = manifest.by_key()
+    if key in entries:
+        return entries[key]
+    err = ClipNotFound(key, closest_keys(key, list(entries)))
+    err.exit_code = 2
+    raise err
+
+
+def read_pcm(path: Path, *, sha256: str, size: int, samples: int) -> npt.NDArray[np.int16]:
+    """The int16 samples of a stored clip file, after checking it against the manifest.
+
+    Raises :class:`StoreError` when the file is missing, has other bytes than the manifest
+    records (a corrupted clip should be reported, not heard as noise) or is not a plain WAV.
+    """
+    from greetkit.store import wav_data_offset
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read clip ({exc.strerror}); run 'greetkit build'"
+                         ) from exc
+    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+        raise StoreError(f"{path}: does not match the manifest (corrupted or truncated); run "
+                         "'greetkit verify' and 'greetkit build --force'")
+    try:
+        offset, length = wav_data_offset(data)
+    except ValueError as exc:
+        raise StoreError(f"{path}: bad WAV ({exc}); run 'greetkit build --force'") from exc
+    if length != samples * 2:
+        raise StoreError(f"{path}: WAV layout differs from the manifest; run 'greetkit verify'")
+    return np.frombuffer(data, dtype="<i2", count=samples, offset=offset).astype(np.int16)
+
+
+def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None) -> Preview:
+    """Read clip ``key`` (at ``rate``, default 48 kHz) from the store, checking its checksum.
+
+    Raises :class:`StoreError` when there is no manifest or the file does not match it, and
+    :class:`ClipNotFound` (exit code 2) for an unknown key or a rate with no stored variant.
+    """
+    from greetkit.spec import BASE_RATE
+    from greetkit.store import Store
+
+    store = Store(store_dir)
+    manifest = store.manifest()
+    if manifest is None:
+        raise StoreError(f"{store.root}: no manifest.json; run 'greetkit build' first")
+    entry = find_entry(manifest, key)
+    rel, sha, size, samples = entry.file, entry.sha256, entry.bytes, entry.samples
+    lufs, peak, sample_rate = entry.lufs, entry.true_peak_db, entry.sample_rate
+    if rate is not None and rate != BASE_RATE:
+        variant = entry.variant(rate)
+        if variant is None:
+            rates = [f"{key} at {r} Hz" for r in
+                     (entry.sample_rate, *(v.sample_rate for v in entry.variants))]
+            err = ClipNotFound(f"{key} at {rate} Hz", rates)
+            err.exit_code = 2
+            raise err
+        rel, sha, size, samples = variant.file, variant.sha256, variant.bytes, variant.samples
+        lufs, peak, sample_rate = variant.lufs, variant.true_peak_db, variant.sample_rate
+    path = store.path_of(rel)
+    pcm = read_pcm(path, sha256=sha, size=size, samples=samples)
+    return Preview(
+        key=entry.key, text=entry.text, language=entry.language, engine=entry.engine,
+        voice=entry.voice, sample_rate=sample_rate, pcm=pcm, lufs=lufs, true_peak_db=peak,
+        target_lufs=entry.target_lufs, true_peak_ceiling_db=entry.true_peak_ceiling_db,
+        draft=entry.draft, draft_reason=entry.draft_reason,
+        preferred_engine=entry.preferred_engine, version=manifest.version,
+        built_at=manifest.built_at, file=path,
+    )
+
+
+def write_wav(preview: Preview, out: Path | str) -> Path:
+    """Write the clip to ``out``: a byte-for-byte copy of the stored WAV, or (for an
+    audition) the same 16-bit mono WAV a build would store."""
+    from greetkit.store import atomic_write, wav_bytes
+
+    out = Path(out)
+    data = preview.file.read_bytes() if preview.file else wav_bytes(preview.pcm,
+                                                                    preview.sample_rate)
+    atomic_write(out, data)
+    return out
+
+
+# -- auditions ---------------------------------------------------------------------------
+
+def _usage(what: str, message: str) -> SpecError:
+    return SpecError([SpecIssue(what, None, "", message)])
+
+
+def audition(
+    text: str,
+    *,
+    config: Path | str | None = None,
+    language: str | None = None,
+    voice: str | None = None,
+    engine: str | None = None,
+    rate: int | None = None,
+) -> Preview:
+    """Render ``text`` as a build would (engine, then the DSP chain) without storing it.
+
+    Settings come from ``config`` (a voices.yaml) when given: its variables fill ``{{ }}`` in
+    the text, and the language's voice, delivery options and the default loudness apply.
+    Without a config the espeak engine and the ``speech`` loudness preset are used. When the
+    chosen engine cannot be reached and is not offline, the espeak voice for the language
+    renders a draft instead, and ``draft_reason`` says why.
+
+    >>> p = audition("Hello there!", language="en", engine="espeak")  # doctest: +SKIP
+    >>> round(p.lufs)  # doctest: +SKIP
+    -18
+    """
+    from greetkit.dsp import DspParams, process
+    from greetkit.engines import get_engine
+    from greetkit.engines.base import RenderRequest
+    from greetkit.engines.espeak import voice_for_language
+    from greetkit.phrases import PhraseError, PhraseRenderer
+    from greetkit.spec import (
+        ALLOWED_RATES,
+        BASE_RATE,
+        DRAFT_ENGINE,
+        LOUDNESS_PRESETS,
+        MAX_CLIP_SECONDS,
+        MAX_TEXT_CHARS,
+        Loudness,
+        is_speakable,
+        load_spec,
+    )
+
+    spec = load_spec(config) if config is not None else None
+    rate = rate or BASE_RATE
+    if rate not in ALLOWED_RATES:
+        raise _usage("--rate", f"{rate} is not a supported rate; choose from "
+                     + ", ".join(str(r) for r in ALLOWED_RATES))
+    lang = language or (spec.default_language if spec else "en")
+    declared = spec.languages.get(lang) if spec else None
+
+    # The text is an inline template, exactly like a phrase in voices.yaml.
+    variables: dict[str, Any] = dict(spec.variables) if spec else {}
+    variables.update(language=lang, phrase="audition")
+    templates = spec.project_dir / "templates" if spec else Path("templates")
+    try:
+        rendered = PhraseRenderer(templates).render_string(text, variables)
+    except PhraseError as exc:
+        raise _usage("--text", str(exc)) from None
+    if not is_speakable(rendered):
+        raise _usage("--text", f"{rendered!r} has no letters or digits; nothing to say")
+    if len(rendered) > MAX_TEXT_CHARS:
+        raise _usage("--text", f"text is {len(rendered)} characters; keep it under "
+                     f"{MAX_TEXT_CHARS}")
+
+    engine_name = engine or (declared.engine if declared and declared.engine else None) or (
+        spec.default_engine if spec else DRAFT_ENGINE)
+    if engine_name == "recorded":
+        raise _usage("--engine", "a recorded take cannot speak new text; choose a TTS engine")
+    voices = dict(declared.voices) if declared else {}
+    chosen = voice or voices.get(engine_name) or (
+        voice_for_language(lang) if engine_name == DRAFT_ENGINE else None)
+    if not chosen:
+        raise _usage("--voice", f"no {engine_name} voice for language {lang!r}; pass --voice "
+                     f"or declare languages.{lang}.voices.{engine_name} in voices.yaml")
+    draft_voice = voices.get(DRAFT_ENGINE) or voice_for_language(lang)
+    options = dict(declared.options) if declared else {}
+    loudness = spec.loudness if spec else Loudness(*LOUDNESS_PRESETS["speech"], "speech")
+    project_dir = spec.project_dir if spec else Path(".")
+
+    tts = get_engine(engine_name)
+    problem = tts.validate_voice(chosen, lang)
+    if problem and tts.offline:
+        raise _usage("--voice", problem)
+
+    def request(v: str) -> RenderRequest:
+        return RenderRequest(key="audition", text=rendered, language=lang, voice=v,
+                             options=options, project_dir=project_dir)
+
+    used, used_voice, reason = engine_name, chosen, None
+    try:
+        tts.check_available()
+        audio = asyncio.run(tts.render(request(chosen)))
+    except EngineError as exc:
+        if tts.offline or engine_name == DRAFT_ENGINE or not draft_voice:
+            raise
+        # Same rule as the build: an unreachable online engine gives an espeak draft.
+        reason = f"{engine_name} unavailable: {exc}"
+        used, used_voice = DRAFT_ENGINE, draft_voice
+        audio = asyncio.run(get_engine(DRAFT_ENGINE).render(request(draft_voice)))
+    if audio.duration > MAX_CLIP_SECONDS:
+        raise _usage("--text", f"{used} produced {audio.duration:.0f} s of audio; a clip may "
+                     f"last at most {MAX_CLIP_SECONDS:g} s, shorten the text")
+    params = DspParams(target_lufs=loudness.target_lufs,
+                       true_peak_ceiling_db=loudness.true_peak_ceiling_db, sample_rate=rate)
+    out = process(audio.samples, audio.sample_rate, params, seed=0)
+    return Preview(
+        key="audition", text=rendered, language=lang, engine=used, voice=used_voice,
+        sample_rate=rate, pcm=np.asarray(out.pcm, dtype=np.int16), lufs=float(out.lufs),
+        true_peak_db=float(out.true_peak_db), target_lufs=loudness.target_lufs,
+        true_peak_ceiling_db=loudness.true_peak_ceiling_db, draft=reason is not None,
+        draft_reason=reason, preferred_engine=engine_name,
+    )
+
+
+# -- what is printed ---------------------------------------------------------------------
+
+def loudness_note(lufs: float, target: float) -> str:
+    """``ok`` or how far the integrated loudness is from its target."""
+    delta = lufs - target
+    return "ok" if abs(delta) <= LOUDNESS_TOLERANCE_LU else f"{delta:+.1f} LU off target"
+
+
+def peak_note(peak: float, ceiling: float) -> str:
+    """``ok`` or how far the true peak is over its ceiling."""
+    over = peak - ceiling
+    return "ok" if over <= PEAK_TOLERANCE_DB else f"{over:.1f} dB over the ceiling"
+
+
+def summary_lines(p: Preview) -> list[str]:
+    """What a person needs to judge a clip, one fact per line."""
+    if p.draft:
+        why = f": {p.draft_reason}" if p.draft_reason else ""
+        status = f"DRAFT (preferred engine {p.preferred_engine}{why})"
+    else:
+        status = "final"
+    if p.version is not None:
+        version = f"{p.version} (built {p.built_at})"
+    else:
+        version = "audition, not stored"
+    rows = [
+        ("text", p.text),
+        ("language", p.language),
+        ("engine", f"{p.engine} / {p.voice}"),
+        ("status", status),
+        ("version", version),
+        ("duration", f"{p.duration:.2f} s ({p.pcm.shape[0]} samples at {p.sample_rate} Hz, "
+                     "mono, 16-bit)"),
+        ("loudness", f"{p.lufs:.1f} LUFS integrated (target {p.target_lufs:.1f}: "
+                     f"{loudness_note(p.lufs, p.target_lufs)})"),
+        ("true peak", f"{p.true_peak_db:.1f} dBTP (ceiling {p.true_peak_ceiling_db:.1f}: "
+                      f"{peak_note(p.true_peak_db, p.true_peak_ceiling_db)})"),
+    ]
+    return [p.key] + [f"  {name:<10} {value}" for name, value in rows]
+
+
+def envelope(pcm: npt.NDArray[np.int16], columns: int
+             ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per-column (minimum, maximum) of ``pcm`` scaled to [-1, 1]: the outline of a waveform.
+
+    The samples are split into ``columns`` nearly equal runs; a column with no samples (a
+    clip shorter than the width) repeats its neighbour's sample.
+
+    >>> lo, hi = envelope(np.array([0, 16384, -32768, 0], dtype=np.int16), 2)
+    >>> lo.tolist(), hi.tolist()
+    ([0.0, -1.0], [0.5, 0.0])
+    """
+    if columns <= 0:
+        raise ValueError("columns must be positive")
+    x = np.asarray(pcm, dtype=np.int16).reshape(-1)
+    if x.size == 0:
+        zeros = np.zeros(columns)
+        return zeros, zeros.copy()
+    starts = np.minimum((np.arange(columns) * x.size) // columns, x.size - 1)
+    lo = np.minimum.reduceat(x, starts).astype(np.float64) / 32768.0
+    hi = np.maximum.reduceat(x, starts).astype(np.float64) / 32768.0
+    return lo, hi
+
+
+def waveform(pcm: npt.NDArray[np.int16], width: int, *, rows: int = 3,
+             indent: str = "  ") -> list[str]:
+    """The clip's peak outline as ``rows`` lines of block characters, ``width`` wide in all
+    (indent included), with a time axis under it. Deterministic: same samples, same text.
+
+    Each column is the largest absolute sample of its slice of the clip, on a linear scale
+    where ``rows`` full blocks are digital full scale, drawn in eighths of a row.
+    """
+    columns = max(1, width - len(indent))
+    lo, hi = envelope(pcm, columns)
+    peak = np.maximum(np.abs(lo), np.abs(hi))
+    levels = np.rint(np.clip(peak, 0.0, 1.0) * rows * 8).astype(int)
+    lines = []
+    for row in range(rows - 1, -1, -1):
+        fill = np.clip(levels - row * 8, 0, 8)
+        lines.append(indent + "".join(_BLOCKS[int(f)] for f in fill).rstrip())
+    return lines
+
+
+def time_axis(duration: float, width: int, *, indent: str = "  ") -> str:
+    """``0 s`` at the left and the duration at the right, under a waveform of ``width``."""
+    left, right = "0 s", f"{duration:.2f} s"
+    gap = max(1, width - len(indent) - len(left) - len(right))
+    return f"{indent}{left}{' ' * gap}{right}"
+
+
+# -- playback ----------------------------------------------------------------------------
+
+def play(pcm: npt.NDArray[np.int16], sample_rate: int) -> str | None:
+    """Play ``pcm`` on the default output device and wait until it ends.
+
+    Returns None when the clip was played, else one short reason why it was not: no
+    ``sounddevice``/PortAudio, no output device, or ``GREETKIT_AUDIO=none``. Never raises
+    for a missing device: a server without sound is a normal place to run greetkit.
+    """
+    if os.environ.get(AUDIO_ENV, "").strip().lower() == "none":
+        return f"not played: audio output disabled ({AUDIO_ENV}=none)"
+    try:
+        import sounddevice as sd
+    except ImportError:
+        return "not played: playback needs the 'preview' extra (pip install 'greetkit[preview]')"
+    except OSError as exc:  # sounddevice is installed but the PortAudio library is not
+        return f"no audio device: {exc}"
+    try:
+        sd.query_devices(kind="output")
+        sd.play(pcm, samplerate=sample_rate, blocking=True)
+    except (sd.PortAudioError, OSError, ValueError) as exc:
+        return f"no audio device: {' '.join(str(exc).split()) or type(exc).__name__}"
+    except KeyboardInterrupt:
+        sd.stop()
+        raise
+    return None
