@@ -29,11 +29,11 @@ from livekit.agents.job import JobExecutorType, JobProcess
 from livekit.agents.llm import ChatMessage
 from livekit.agents.utils.audio import audio_frames_from_file
 from livekit.agents.voice import io
+from test_loader import clip_entry, edit_manifest, make_store
 
 from greetkit.agents import EspeakTTS, frames, output_rate
 from greetkit.errors import AudioError, StoreError
 from greetkit.loader import Bank, load
-from tests.test_loader import clip_entry, edit_manifest, make_store
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
