@@ -219,7 +219,12 @@ def say(bank: Bank, session: AgentSession[Any], phrase: str, language: str | Non
             _require_livekit("greetkit Bank.say with a clip")
             audio = _ClipFrames(clip._files[play_rate], play_rate,
                                 _frame_samples(play_rate, bank.frame_ms), first_frame)
-            return session.say(clip.text, audio=audio, **kwargs)
+            handle = session.say(clip.text, audio=audio, **kwargs)
+            if selection is not None and selection.via == "fallback":
+                log.warning("greetkit: say %r (%s) source=clip: the bank has nothing for this "
+                            "phrase; playing the fallback clip", phrase,
+                            language or "default language")
+            return handle
         except Exception as exc:
             problem = f"playing clip {clip.key!r} failed: {exc!r}"
 

@@ -297,6 +297,25 @@ def test_say_delivers_the_clip_sample_exact_at_the_output_rate(
     assert any("'zh_default' source=clip" in m and "first frame" in m for m in info), info
 
 
+def test_unknown_phrase_plays_the_fallback_clip_with_one_warning(
+        built_store: Path, greetkit_log: Callable[[int], list[str]]) -> None:
+    """A phrase the bank does not know plays the pre-built fallback clip (not live TTS),
+    sample-exact, with one warning naming the phrase."""
+    bank = load(built_store)
+
+    async def main() -> None:
+        async with session_with_capture(48000) as (session, out):
+            handle = bank.say(session, "weather", language="zh")
+            assert handle is not None
+            await asyncio.wait_for(handle.wait_for_playout(), 10)
+            assert np.array_equal(out.pcm(), bank["fallback"].samples)
+            assert assistant_texts(session) == ["Hello! Give me just a moment."]
+
+    run(main())
+    warnings = greetkit_log(logging.WARNING)
+    assert len(warnings) == 1 and "'weather'" in warnings[0], warnings
+
+
 def test_say_without_a_matching_variant_plays_48k(built_store: Path) -> None:
     """An output rate the bank has no variant for gets the 48 kHz clip (LiveKit resamples)."""
     bank = load(built_store)
