@@ -323,8 +323,9 @@ def test_split_text_cuts_a_sentence_with_no_boundaries_between_characters() -> N
 
 
 def test_long_cjk_text_goes_as_requests_under_4096_bytes(server: EdgeServer) -> None:
-    """A 7 kB Chinese text (one part without any boundary) goes as SSML documents <= 4096 B."""
-    text = ("今天天气很好我们一起去公园散步吧" * 20 + "。") * 3 + "小" * 1500
+    """A 5 kB Chinese text with no spaces (a 3.9 kB part without any punctuation either) goes
+    as several SSML documents, each within edge's 4096 bytes."""
+    text = ("今天天气很好我们一起去公园散步吧" * 10 + "。") * 2 + "小" * 1300
     assert len(text.encode()) > MAX_REQUEST_BYTES
     audio = asyncio.run(fast_engine().render(request(
         text, voice="zh-CN-XiaoxiaoNeural", language="zh", rate="+100%")))
@@ -455,6 +456,36 @@ def test_refreshed_cache_is_used_for_validation(server: EdgeServer, tmp_path: Pa
     assert any(v["ShortName"] == "sw-KE-ZuriNeural" for v in cached["voices"])
     assert voice_problem("sw-KE-ZuriNeural", "sw", tmp_path) is None
     assert [r.kind for r in other.requests] == ["voices"]
+
+
+def test_spec_warns_about_an_unknown_edge_voice(project: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """voices.yaml naming 'zh-CN-Xiao' loads, with a line-marked 'did you mean' warning."""
+    from greetkit.spec import load_spec
+
+    config = project / "voices.yaml"
+    config.write_text(config.read_text("utf-8").replace("zh-CN-XiaoxiaoNeural", "zh-CN-Xiao"),
+                      encoding="utf-8")
+    monkeypatch.chdir(project)
+    warnings = [str(w) for w in load_spec(config).warnings]
+    assert len(warnings) == 1
+    assert warnings[0].endswith("languages.zh.voices.edge: unknown edge voice 'zh-CN-Xiao'; "
+                                "did you mean 'zh-CN-XiaoxiaoNeural'?")
+
+
+def test_spec_checks_edge_voices_against_the_project_cache(project: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached list that lacks the spec's voice makes validation warn about it."""
+    from greetkit.spec import load_spec
+
+    cache = project / VOICE_CACHE
+    cache.parent.mkdir()
+    cache.write_text(json.dumps({"voices": [
+        {"ShortName": "en-US-AvaNeural", "Locale": "en-US", "Gender": "Female"}]}), "utf-8")
+    monkeypatch.chdir(project)
+    warnings = [str(w) for w in load_spec(project / "voices.yaml").warnings]
+    assert any("unknown edge voice 'zh-CN-XiaoxiaoNeural'" in w for w in warnings)
+    assert not any("en-US-AvaNeural" in w for w in warnings)
 
 
 def test_voices_command_lists_edge_and_espeak_voices(tmp_path: Path) -> None:
