@@ -1,0 +1,102 @@
+"""The command line (greetkit/cli.py, greetkit/commands/)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from greetkit.cli import main
+
+SPEC = """\
+version: 1
+defaults: {engine: espeak}
+languages:
+  en: {voices: {espeak: en-us}}
+phrases:
+  default:
+    en: "Hi there!"
+  bye:
+    en: "Bye!"
+"""
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "greetkit.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    """--help is instant (no command imported) and lists the verbs."""
+    out = run("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for verb in ("build", "list", "verify", "gc", "loudness", "voices", "preview", "report"):
+        assert f"  {verb} " in out.stdout
+
+
+def test_build_list_verify_round_trip(write_spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """build writes the bank, list shows it, verify passes; a second build renders nothing."""
+    write_spec(SPEC)
+    out = run("build", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("2 rendered, 0 reused, 0 drafts, 0 failed")
+    listing = run("list", cwd=tmp_path)
+    assert listing.returncode == 0
+    lines = listing.stdout.splitlines()
+    assert lines[0].split() == ["KEY", "LANG", "ENGINE/VOICE", "DUR", "LUFS", "TP", "dB", "STATUS"]
+    assert lines[1].split()[0] == "en_default" and lines[1].split()[-1] == "ok"
+    assert run("verify", cwd=tmp_path).stdout.startswith("ok: 2 clips")
+    again = run("build", cwd=tmp_path)
+    assert again.stdout.startswith("nothing to render: 2 clips up to date")
+
+
+def test_verify_names_a_flipped_byte(write_spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One flipped byte in any clip makes verify exit 1 naming that clip."""
+    write_spec(SPEC)
+    assert run("build", cwd=tmp_path).returncode == 0
+    clip = sorted((tmp_path / "greetings" / "clips").glob("en_bye*"))[0]
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    clip.write_bytes(bytes(data))
+    out = run("verify", cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.startswith("greetkit: en_bye (48000 Hz") and "checksum mismatch" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_malformed_spec_exits_2_without_traceback_or_writes(write_spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The line-numbered error, exit 2, and greetings/ untouched."""
+    write_spec(SPEC)
+    assert run("build", cwd=tmp_path).returncode == 0
+    store = tmp_path / "greetings"
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    write_spec(SPEC.replace("    en: \"Bye!\"", "    de: \"Tschüss!\""))
+    out = run("build", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("voices.yaml:9: phrases.bye.de: unknown language 'de' for "
+                                  "phrase 'bye'; declare it under 'languages:' or did you mean "
+                                  "'en'?")
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+
+
+def test_list_without_a_build_says_what_to_do(tmp_path: Path) -> None:
+    """No manifest: exit 1 with the fix."""
+    with pytest.raises(SystemExit) as info:
+        main(["list", "-c", str(tmp_path / "voices.yaml")])
+    assert info.value.code == 1
+
+
+def test_gc_dry_run_lists_without_deleting(write_spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """gc -n shows what an edited phrase left behind and keeps it."""
+    write_spec(SPEC)
+    run("build", cwd=tmp_path)
+    write_spec(SPEC.replace("Bye!", "Bye bye!"))
+    run("build", cwd=tmp_path)
+    out = run("gc", "--dry-run", cwd=tmp_path)
+    assert out.stdout.strip().endswith("would delete 1 files")
+    assert len(list((tmp_path / "greetings" / "clips").iterdir())) == 3
+    assert run("gc", cwd=tmp_path).stdout.strip().endswith("deleted 1 files")
+    assert run("verify", cwd=tmp_path).returncode == 0
