@@ -41,7 +41,7 @@ Policies where the standards say nothing (documented, each with a warning in the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -434,19 +434,40 @@ def integrated_loudness(samples: npt.ArrayLike, sample_rate: float) -> float:
 
 # -- true-peak limiter -----------------------------------------------------------------------
 
-def _peak_envelope(x: FloatArray, sample_rate: float) -> FloatArray:
-    """Per input sample, the largest oversampled magnitude within half a sample of it
-    (over all channels): the true-peak envelope the limiter must keep under the ceiling."""
-    y, factor = oversample(x, sample_rate)
+def _peak_envelope(y: FloatArray, factor: int, frames: int) -> FloatArray:
+    """Per input sample, the largest oversampled magnitude (over all channels) within about
+    one input sample of it: the true-peak envelope the limiter keeps under the ceiling.
+    ``y`` is :func:`oversample`'s output for ``frames`` input samples."""
     mag = np.max(np.abs(y), axis=1)
-    n = x.shape[0]
-    # Oversampled points k*factor - factor//2 ... k*factor + factor//2 belong to sample k.
-    padded = np.concatenate([np.zeros(factor // 2), mag[: n * factor],
-                             np.zeros(factor)])
-    env = padded[: (n + 1) * factor].reshape(n + 1, factor).max(axis=1)
     # Row k covers oversampled k*factor - factor//2 .. k*factor + factor - factor//2 - 1;
     # take the next row too, so every peak is seen by both neighbouring samples.
-    return np.asarray(np.maximum(env[:n], env[1:n + 1]), dtype=np.float64)
+    padded = np.concatenate([np.zeros(factor // 2), mag[: frames * factor],
+                             np.zeros(factor)])
+    env = padded[: (frames + 1) * factor].reshape(frames + 1, factor).max(axis=1)
+    return np.asarray(np.maximum(env[:frames], env[1:frames + 1]), dtype=np.float64)
+
+
+def _limiter_gain(envelope: FloatArray, threshold_db: float, half: int, release: float
+                  ) -> FloatArray:
+    """Smooth gain curve keeping ``envelope * gain`` <= the threshold (see :func:`limit`)."""
+    ceiling = 10.0 ** (threshold_db / 20.0)
+    need = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-30))
+    if np.all(need >= 1.0):
+        return np.ones_like(envelope)
+    # (1) Look-ahead: the minimum over +-half samples, so the gain is down before a peak.
+    m = ndimage.minimum_filter1d(need, 2 * half + 1, mode="nearest")
+    # (2) Release, exponential in dB with time constant ``release`` samples. The follower
+    # e[n] = max(u[n], e[n-1] exp(-1/T)) on the reduction u = -dB(m) >= 0 is, in closed
+    # form, exp(max_k<=n (log u[k] + k/T) - n/T): one cumulative max, no Python loop.
+    u = -20.0 * np.log10(m)
+    ramp = np.arange(u.size) / release
+    with np.errstate(divide="ignore"):
+        follower = np.exp(np.maximum.accumulate(np.log(u) + ramp) - ramp)
+    held = 10.0 ** (-np.maximum(follower, u) / 20.0)
+    # (3) Attack: a moving average over the same +-half samples. Every value averaged at n
+    # is a minimum over a window that contains n, so the average stays <= need[n].
+    gain = ndimage.uniform_filter1d(held, 2 * half + 1, mode="nearest")
+    return np.asarray(np.minimum(gain, held), dtype=np.float64)
 
 
 def limit(samples: npt.ArrayLike, sample_rate: float, ceiling_db: float, *,
@@ -455,49 +476,40 @@ def limit(samples: npt.ArrayLike, sample_rate: float, ceiling_db: float, *,
     """Look-ahead true-peak limiter. Returns ``(output, max gain reduction dB)``.
 
     The gain needed at each sample, r = min(1, ceiling / true-peak envelope), is
-    (1) spread back and forward by a sliding minimum over +-``lookahead_ms`` (the gain is
-    already down when the peak arrives: attack over the look-ahead window), (2) released
-    exponentially in dB with time constant ``release_ms`` (no pumping between syllables),
-    (3) smoothed by a moving average over the same +-``lookahead_ms``, which keeps it under
-    r everywhere because every value averaged is a minimum over a window containing the
-    sample. The envelope is the oversampled (true) peak, so the *true* peak is held; the
-    result is re-measured and the threshold lowered if a gain slope pushed an inter-sample
-    peak over, so the returned signal's true peak is <= ``ceiling_db``.
-    Works offline on the whole clip (no latency to compensate). Same shape as the input.
+    (1) spread by a sliding minimum over +-``lookahead_ms``, so the gain is already down
+    when the peak arrives; (2) released exponentially in dB with time constant
+    ``release_ms``, so it does not pump between syllables; (3) smoothed by a moving
+    average over +-``lookahead_ms`` (the attack ramp), which keeps it <= r everywhere.
+    The envelope is the oversampled (true) peak, so the *true* peak is what is held. The
+    output is re-measured and, if a gain slope lifted an inter-sample peak over, the
+    threshold is lowered by the excess: the returned signal's true peak is <= ``ceiling_db``.
+    Offline on the whole clip, so the look-ahead costs no latency. Output is
+    ``(frames, channels)`` float64.
     """
     x = as_float_frames(samples)
     if x.shape[0] == 0:
         return x, 0.0
+    y, factor = oversample(x, sample_rate)
+    env = _peak_envelope(y, factor, x.shape[0])
+    return _limit_verified(x, sample_rate, env, ceiling_db - margin_db, ceiling_db,
+                           lookahead_ms, release_ms)
+
+
+def _limit_verified(x: FloatArray, sample_rate: float, envelope: FloatArray,
+                    threshold_db: float, ceiling_db: float, lookahead_ms: float,
+                    release_ms: float) -> tuple[FloatArray, float]:
     half = max(1, round(lookahead_ms * 1e-3 * sample_rate))
     release = max(1.0, release_ms * 1e-3 * sample_rate)
-    env = _peak_envelope(x, sample_rate)
-    threshold_db = ceiling_db - margin_db
-    out = x
-    reduction_db = 0.0
+    out, reduction = x, 0.0
     for _ in range(8):
-        ceiling = 10.0 ** (threshold_db / 20.0)
-        need = np.minimum(1.0, ceiling / np.maximum(env, 1e-30))
-        if np.all(need >= 1.0):
-            return x, 0.0
-        m = ndimage.minimum_filter1d(need, 2 * half + 1, mode="nearest")
-        # Release in dB, vectorised: with u = reduction (dB, >= 0), the follower
-        # e[n] = max(u[n], e[n-1] * exp(-1/T)) equals exp(max_k(log u[k] + k/T) - n/T).
-        u = -20.0 * np.log10(m)
-        idx = np.arange(u.size) / release
-        with np.errstate(divide="ignore"):
-            follower = np.exp(np.maximum.accumulate(np.log(u) + idx) - idx)
-        follower = np.maximum(follower, u)
-        gain_db = -follower
-        gain = 10.0 ** (gain_db / 20.0)
-        gain = ndimage.uniform_filter1d(gain, 2 * half + 1, mode="nearest")
-        gain = np.minimum(gain, m)  # float rounding of the average must not exceed the min
+        gain = _limiter_gain(envelope, threshold_db, half, release)
         out = x * gain[:, None]
-        reduction_db = float(-20.0 * np.log10(np.min(gain)))
+        reduction = float(-20.0 * np.log10(np.min(gain)))
         over = true_peak(out, sample_rate) - ceiling_db
         if over <= 0.0:
-            return out, reduction_db
+            break
         threshold_db -= over + 0.01
-    return out, reduction_db
+    return out, reduction
 
 
 # -- normalization -----------------------------------------------------------------------
@@ -505,16 +517,24 @@ def limit(samples: npt.ArrayLike, sample_rate: float, ceiling_db: float, *,
 def normalize(samples: npt.ArrayLike, sample_rate: float, target_lufs: float,
               ceiling_db: float, *, tolerance_lu: float = 0.01,
               lookahead_ms: float = 3.0, release_ms: float = 80.0,
-              ) -> tuple[FloatArray, NormalizeReport]:
+              margin_db: float = 0.05) -> tuple[FloatArray, NormalizeReport]:
     """Bring integrated loudness to ``target_lufs`` with true peak <= ``ceiling_db``.
 
-    Static gain first (loudness and true peak both scale exactly with it). If the peak
-    would cross the ceiling, the true-peak limiter takes the excess and the gain is
-    re-solved (secant steps, bracketed) on "integrated loudness of the limited signal",
-    which rises monotonically with gain, until it is within ``tolerance_lu`` of the target.
+    Static gain first: loudness and true peak both scale exactly with it. If the peak
+    would cross the ceiling, the true-peak limiter (:func:`limit`) takes the excess and the
+    gain is re-solved (secant steps inside a bracket) on "integrated loudness of the
+    limited signal", which rises monotonically with gain, until it is within
+    ``tolerance_lu`` of the target; then the true peak of the result is verified and, if
+    it is over, the limiter threshold is lowered and the gain solved again.
     Silent input is returned unchanged with the warning ``silent``.
 
-    Returns ``(out, report)`` with ``out`` shaped ``(frames, channels)`` as float64.
+    Returns ``(out, report)``, ``out`` shaped ``(frames, channels)`` float64.
+
+    >>> t = np.arange(48000) / 48000
+    >>> speechy = np.sin(2 * np.pi * 200 * t) * (0.05 + np.sin(2 * np.pi * 3 * t) ** 8)
+    >>> out, rep = normalize(speechy, 48000, -16.0, -1.0)
+    >>> round(integrated_loudness(out, 48000), 2), true_peak(out, 48000) <= -1.0
+    (-16.0, True)
     """
     x = as_float_frames(samples)
     base = integrated_loudness(x, sample_rate)
@@ -524,44 +544,69 @@ def normalize(samples: npt.ArrayLike, sample_rate: float, target_lufs: float,
     if math.isinf(base):
         warnings.append("silent")
         return x, NormalizeReport(0.0, 0.0, base, true_peak(x, sample_rate), tuple(warnings))
-    peak = true_peak(x, sample_rate)
+    y, factor = oversample(x, sample_rate)
+    peak = 20.0 * math.log10(max(_refined_peak(y), float(np.max(np.abs(x)))))
     gain_db = target_lufs - base
     if peak + gain_db <= ceiling_db:
-        out = x * 10.0 ** (gain_db / 20.0)
-        return out, NormalizeReport(gain_db, 0.0, base + gain_db, peak + gain_db,
-                                    tuple(warnings))
+        return x * 10.0 ** (gain_db / 20.0), NormalizeReport(
+            gain_db, 0.0, base + gain_db, peak + gain_db, tuple(warnings))
 
-    def run(g_db: float) -> tuple[FloatArray, float, float]:
-        limited, red = limit(x * 10.0 ** (g_db / 20.0), sample_rate, ceiling_db,
-                             lookahead_ms=lookahead_ms, release_ms=release_ms)
-        return limited, integrated_loudness(limited, sample_rate), red
+    # The envelope scales with the gain, so it is computed once, here.
+    envelope = _peak_envelope(y, factor, x.shape[0])
+    half = max(1, round(lookahead_ms * 1e-3 * sample_rate))
+    release = max(1.0, release_ms * 1e-3 * sample_rate)
 
-    out, level, reduction = run(gain_db)
-    lo: tuple[float, float] | None = None  # (gain, level) with level < target
-    hi: tuple[float, float] | None = None
+    def run(g_db: float, threshold_db: float) -> tuple[FloatArray, float, float]:
+        g = 10.0 ** (g_db / 20.0)
+        gain = _limiter_gain(envelope * g, threshold_db, half, release)
+        limited = x * (g * gain)[:, None]
+        level = integrated_loudness(limited, sample_rate)
+        return limited, level, float(-20.0 * np.log10(np.min(gain)))
+
+    threshold = ceiling_db - margin_db
+    converged = False
+    out, level, reduction, final_peak = x, base, 0.0, peak
+    for _ in range(6):  # threshold corrections (rare: an inter-sample peak lifted over)
+        out, level, reduction = run(gain_db, threshold)
+        gain_db, out, level, reduction, converged = _solve_gain(
+            run, gain_db, threshold, out, level, reduction, target_lufs, tolerance_lu)
+        final_peak = true_peak(out, sample_rate)
+        if final_peak <= ceiling_db:
+            break
+        threshold -= final_peak - ceiling_db + 0.01
+    if not converged:
+        warnings.append("loudness-not-converged")
+    if reduction > 12.0:
+        warnings.append("heavy-limiting")
+    return out, NormalizeReport(gain_db, reduction, level, final_peak, tuple(warnings))
+
+
+def _solve_gain(run: Callable[[float, float], tuple[FloatArray, float, float]],
+                gain_db: float, threshold: float, out: FloatArray, level: float,
+                reduction: float, target: float, tolerance: float
+                ) -> tuple[float, FloatArray, float, float, bool]:
+    """Secant iteration on gain until ``run``'s loudness is within ``tolerance`` of
+    ``target``, falling back to bisection once the root is bracketed."""
+    lo: float | None = None  # largest gain known to be too quiet
+    hi: float | None = None  # smallest gain known to be too loud
     prev: tuple[float, float] | None = None
     for _ in range(30):
-        error = level - target_lufs
-        if abs(error) <= tolerance_lu:
-            break
+        error = level - target
+        if abs(error) <= tolerance:
+            return gain_db, out, level, reduction, True
         if error < 0:
-            lo = (gain_db, level) if lo is None or gain_db > lo[0] else lo
+            lo = gain_db if lo is None else max(lo, gain_db)
         else:
-            hi = (gain_db, level) if hi is None or gain_db < hi[0] else hi
+            hi = gain_db if hi is None else min(hi, gain_db)
         step = -error
         if prev is not None and prev[0] != gain_db:
             slope = (level - prev[1]) / (gain_db - prev[0])
             if slope > 0.05:
                 step = -error / slope
         new = gain_db + step
-        if lo is not None and hi is not None and not lo[0] < new < hi[0]:
-            new = 0.5 * (lo[0] + hi[0])
+        if lo is not None and hi is not None and not lo < new < hi:
+            new = 0.5 * (lo + hi)
         prev = (gain_db, level)
         gain_db = new
-        out, level, reduction = run(gain_db)
-    else:
-        warnings.append("loudness-not-converged")
-    if reduction > 12.0:
-        warnings.append("heavy-limiting")
-    return out, NormalizeReport(gain_db, reduction, level, true_peak(out, sample_rate),
-                                tuple(warnings))
+        out, level, reduction = run(gain_db, threshold)
+    return gain_db, out, level, reduction, abs(level - target) <= tolerance
