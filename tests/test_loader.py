@@ -1,14 +1,12 @@
 """The loader (greetkit/loader.py): mmap-backed banks, checks, selection, reload, sharing.
 
-Stores are real: speech rendered by espeak-ng, resampled with soxr, written by libsndfile
-through greetkit.store, with a 24 kHz variant per clip.
+Stores are real: built by greetkit.build from a voices.yaml (espeak-ng speech, the DSP
+chain, libsndfile WAVs in greetkit.store), with a 24 kHz variant per clip.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import importlib.util
 import json
 import logging
 import mmap
@@ -27,66 +25,19 @@ import soundfile as sf
 import greetkit
 from greetkit.errors import ClipNotFound, StoreError, VerifyError
 from greetkit.loader import Bank, load
-from greetkit.manifest import ClipEntry, Manifest, Variant
-from greetkit.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 
-#: (key, phrase, language, espeak voice, text): short phrases keep the store small and fast.
+#: (key, phrase, language, espeak voice, text) of BUILD_SPEC: short, so the build is fast.
 CLIPS = [
     ("en_default", "default", "en", "en-us", "Hi! I'm Xiaozhi!"),
     ("zh_default", "default", "zh", "cmn", "你好！我是小智！"),
     ("en_bye", "bye", "en", "en-us", "Goodbye for now."),
     ("fallback", "fallback", "en", "en-us", "Hello! Give me just a moment."),
 ]
-#: A phrase the spec declares but whose clip was not built (live TTS speaks it).
+#: A phrase whose clip was not built: its text is in the manifest (live TTS speaks it).
 UNBUILT = {"thanks": {"en": "Thank you for calling."}}
 RATES = (48000, 24000)
-
-
-def _render_store(root: Path) -> None:
-    """A store the way the build writes it, from real espeak-ng audio (used until the
-    build's DSP stage is available; see ``make_store``)."""
-    import soxr
-
-    from greetkit.engines import get_engine
-    from greetkit.engines.base import RenderRequest
-
-    engine = get_engine("espeak")
-    store = Store(root)
-    store.prepare()
-    entries = []
-    for key, phrase, language, voice, text in CLIPS:
-        audio = asyncio.run(engine.render(RenderRequest(key=key, text=text, language=language,
-                                                        voice=voice)))
-        stored = {}
-        for rate in RATES:
-            x = soxr.resample(audio.samples, audio.sample_rate, rate, quality="HQ")
-            pcm = np.clip(np.round(x * 0.7 * 32767), -32768, 32767).astype(np.int16)
-            stem = f"{key}.{'c' * 16}" + ("" if rate == 48000 else f".{rate}")
-            stored[rate] = store.write_clip(stem, pcm, rate)
-        main = stored[48000]
-        variants = tuple(
-            Variant(sample_rate=r, file=s.file, sha256=s.sha256, bytes=s.bytes,
-                    data_offset=s.data_offset, samples=s.samples, lufs=-18.0, true_peak_db=-3.0)
-            for r, s in stored.items() if r != 48000
-        )
-        entries.append(ClipEntry(
-            key=key, phrase=phrase, language=language, text=text, engine="espeak",
-            voice=voice, preferred_engine="espeak", draft=False, content_key="c" * 64,
-            file=main.file, sha256=main.sha256, bytes=main.bytes, data_offset=main.data_offset,
-            sample_rate=48000, channels=1, samples=main.samples,
-            duration=round(main.samples / 48000, 4), lufs=-18.0, true_peak_db=-3.0,
-            target_lufs=-18.0, true_peak_ceiling_db=-1.5, gain_db=0.0, limiter_db=0.0,
-            variants=variants,
-        ))
-    texts: dict[str, dict[str, str]] = {p: {lang: t} for _, p, lang, _, t in CLIPS}
-    texts.update(UNBUILT)
-    store.publish(Manifest(
-        version=1, built_at="2026-01-01T00:00:00+00:00", generator="tests",
-        default_language="en", languages=("en", "zh"),
-        phrases=("default", "bye", "thanks", "fallback"), clips=tuple(entries), texts=texts,
-    ))
 
 
 BUILD_SPEC = """\
@@ -111,20 +62,19 @@ fallback:
 
 
 def make_store(root: Path) -> Path:
-    """Build the test bank into ``root/greetings``: with ``greetkit.build`` when its DSP
-    stage is installed, else by rendering the same clips directly. Returns the store."""
-    out = root / "greetings"
-    if importlib.util.find_spec("greetkit.dsp") is not None:
-        from greetkit.build import build
+    """Build the test bank with the real pipeline (espeak-ng, DSP chain, store) into
+    ``root/greetings`` and return the store directory."""
+    from greetkit.build import build
 
-        (root / "voices.yaml").write_text(BUILD_SPEC, encoding="utf-8")
-        build(root / "voices.yaml", out)
-        # The spec cannot declare an unbuilt phrase; add its text as a failed build would.
-        data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        data["texts"].update(UNBUILT)
-        (out / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
-    else:
-        _render_store(out)
+    out = root / "greetings"
+    (root / "voices.yaml").write_text(BUILD_SPEC, encoding="utf-8")
+    result = build(root / "voices.yaml", out)
+    assert not result.failed, result.failed
+    # voices.yaml cannot declare a phrase without building it; a build whose clip failed
+    # leaves exactly this: the phrase's text in `texts`, no clip.
+    data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    data["texts"].update(UNBUILT)
+    (out / "manifest.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     return out
 
 
