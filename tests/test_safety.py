@@ -525,3 +525,34 @@ def test_symlinked_clips_dir_is_refused_by_build_and_gc(project: Path, tmp_path:
         out = greetkit(*args, cwd=project)
         assert out.returncode == 1 and "clips is a symlink" in one_error_line(out), args
     assert sorted(p.name for p in elsewhere.iterdir()) == listing
+
+
+def test_unsafe_clip_is_spoken_by_live_tts_in_a_real_session(built_v1: Path,
+                                                             tmp_path: Path) -> None:
+    """End to end: a clip whose manifest path leaves the store is never opened; Bank.say in a
+    real livekit AgentSession speaks its manifest text with live TTS (espeak-ng), while a
+    sound clip in the same bank plays from its file."""
+    import asyncio
+
+    from greetkit.loader import load
+    from tests.test_agents import assistant_texts, session_with_capture
+
+    store = Path(shutil.copytree(built_v1 / "greetings", tmp_path / "greetings"))
+    _edit_manifest(store, "en_hello", file="../../etc/passwd")
+    bank = load(store)
+    assert "en_hello" in bank.unavailable and "en_thanks" in bank
+
+    async def main() -> None:
+        async with session_with_capture(48000) as (session, out):
+            for phrase in ("hello", "thanks"):
+                handle = bank.say(session, phrase, language="en")
+                assert handle is not None
+                await asyncio.wait_for(handle.wait_for_playout(), 30)
+            assert assistant_texts(session) == ["Alpha hello there.",
+                                                "Alpha thank you for calling."]
+            live, clip = out.segments[0], out.segments[1]
+            assert sum(f.samples_per_channel for f in live) > 0.3 * 48000  # real speech
+            played = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in clip])
+            assert np.array_equal(played, bank["en_thanks"].pcm())
+
+    asyncio.run(main())
