@@ -175,3 +175,41 @@ def test_recorded_take_goes_through_the_chain(write_spec, tmp_path: Path) -> Non
     clip = result.manifest.by_key()["en_bye"]
     assert clip.engine == "recorded" and not clip.draft
     assert abs(clip.lufs + 18) <= 0.05 and clip.sample_rate == 48000
+
+
+def _ffmpeg_ebur128(path: Path) -> tuple[float, float]:
+    """(integrated LUFS, true peak dBTP) from ffmpeg's ebur128 filter: an independent meter."""
+    import re
+    import subprocess
+
+    err = subprocess.run(["ffmpeg", "-nostats", "-hide_banner", "-i", str(path), "-af",
+                          "ebur128=peak=true", "-f", "null", "-"],
+                         capture_output=True, text=True, check=True).stderr
+    summary = err[err.rindex("Summary:"):]
+    integrated = re.search(r"I:\s+(-?[\d.]+) LUFS", summary)
+    peak = re.search(r"Peak:\s+(-?[\d.]+) dBFS", summary)
+    assert integrated and peak, summary
+    return float(integrated.group(1)), float(peak.group(1))
+
+
+def test_independent_meter_agrees_with_manifest(offline_build) -> None:  # type: ignore[no-untyped-def]
+    """ffmpeg ebur128: every clip and variant within 0.5 LU of target, peak <= ceiling + 0.1 dB,
+    and the manifest's own figures agree with it (ffmpeg prints one decimal)."""
+    import shutil
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (CI installs Debian's ffmpeg); no independent meter")
+    root, _ = offline_build
+    manifest = Store(root / "greetings").manifest()
+    assert manifest is not None
+    checked = 0
+    for clip in manifest.clips:
+        files = [(clip.file, clip.lufs, clip.true_peak_db)]
+        files += [(v.file, v.lufs, v.true_peak_db) for v in clip.variants]
+        for rel, lufs, tp in files:
+            integrated, peak = _ffmpeg_ebur128(root / "greetings" / rel)
+            assert abs(integrated - clip.target_lufs) <= 0.5, (rel, integrated)
+            assert peak <= clip.true_peak_ceiling_db + 0.1, (rel, peak)
+            assert abs(integrated - lufs) <= 0.06 and abs(peak - tp) <= 0.1, (rel, lufs, tp)
+            checked += 1
+    assert checked == 8
