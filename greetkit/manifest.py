@@ -97,14 +97,17 @@ class ClipEntry:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ClipEntry:
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs = {k: v for k, v in data.items() if k in _ENTRY_FIELDS}
         kwargs["warnings"] = tuple(data.get("warnings", ()))
         kwargs["variants"] = tuple(
-            Variant(**{k: v[k] for k in (f.name for f in fields(Variant))})
-            for v in data.get("variants", ())
+            Variant(**{k: v[k] for k in _VARIANT_FIELDS}) for v in data.get("variants", ())
         )
         return cls(**kwargs)
+
+
+# Computed once: dataclasses.fields() per entry is a measurable share of a 200-clip load.
+_ENTRY_FIELDS = frozenset(f.name for f in fields(ClipEntry))
+_VARIANT_FIELDS = tuple(f.name for f in fields(Variant))
 
 
 @dataclass(frozen=True, kw_only=True)
