@@ -246,12 +246,18 @@ def test_generated_specs_build_or_fail_with_line_numbered_errors() -> None:
                                      HealthCheck.filter_too_much])
     @given(documents)
     def prop(text: str) -> None:
-        check_document(text, tally)
+        try:
+            check_document(text, tally)
+        except AssertionError:
+            raise
+        except BaseException:
+            tally["traceback"] += 1  # an unexpected exception: counted, then reported
+            raise
 
     prop()
     total = tally["valid"] + tally["error"]
     print(f"\nfuzz: {total} documents: {tally['valid']} valid, {tally['error']} spec errors, "
-          f"{tally['built']} real builds, 0 tracebacks")
+          f"{tally['built']} real builds, {tally['traceback']} tracebacks")
     # The generator must exercise both outcomes, or the property proves little.
     assert tally["valid"] > 0 and tally["error"] > 0
     assert tally["built"] == min(REAL_BUILDS, tally["valid"]) or tally["built"] > 0
