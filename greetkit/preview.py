@@ -63,6 +63,8 @@ class Preview:
     built_at: str | None = None
     #: The stored WAV holding exactly these samples; None for an audition.
     file: Path | None = None
+    #: Things worth telling the listener (an audition's voice an online engine may not know).
+    notes: tuple[str, ...] = ()
 
     @property
     def duration(self) -> float:
@@ -260,6 +262,8 @@ def audition(
     problem = tts.validate_voice(chosen, lang)
     if problem and tts.offline:
         raise _usage("--voice", problem)
+    # An online engine's voice list goes stale, so (as in voices.yaml) only a note.
+    notes = (problem,) if problem else ()
 
     def request(v: str) -> RenderRequest:
         return RenderRequest(key="audition", text=rendered, language=lang, voice=v,
@@ -287,7 +291,7 @@ def audition(
         sample_rate=rate, pcm=np.asarray(out.pcm, dtype=np.int16), lufs=float(out.lufs),
         true_peak_db=float(out.true_peak_db), target_lufs=loudness.target_lufs,
         true_peak_ceiling_db=loudness.true_peak_ceiling_db, draft=reason is not None,
-        draft_reason=reason, preferred_engine=engine_name,
+        draft_reason=reason, preferred_engine=engine_name, notes=notes,
     )
 
 

@@ -173,6 +173,21 @@ def test_page_elsewhere_points_back_into_the_store(project: tuple[Path, Manifest
             root / "greetings" / c.file).resolve()
 
 
+def test_missing_clip_file_is_shown_not_fatal(project: tuple[Path, Manifest],
+                                              tmp_path: Path) -> None:
+    """A clip file gone from the store still gets its row, saying what is wrong, instead of a
+    player that cannot play; the other rows are unaffected."""
+    root, manifest = project
+    copy = tmp_path / "p"
+    shutil.copytree(root, copy)
+    (copy / "greetings" / manifest.by_key()["zh_bye"].file).unlink()
+    html = write_report(copy / "greetings", copy / "voices.yaml").read_text("utf-8")
+    page = Page(html)
+    assert "zh_bye" in page.rows and "zh_bye" not in page.audio
+    assert set(page.audio) == {c.key for c in manifest.clips} - {"zh_bye"}
+    assert "cannot read clip" in html and "file problem" in html
+
+
 def test_project_template_overrides_and_extends(project: tuple[Path, Manifest],
                                                 tmp_path: Path) -> None:
     """templates/report.html.j2 next to voices.yaml replaces the shipped page and can extend

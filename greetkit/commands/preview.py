@@ -63,6 +63,8 @@ def command(key: str | None, config: Path, store: Path | None, text: str | None,
         assert key is not None
         clip = load_clip(store_dir(config, store), key, rate=sample_rate)
 
+    for note in clip.notes:
+        click.echo(f"note: {note}", err=True)
     columns = width or max(16, min(shutil.get_terminal_size((80, 24)).columns, 160))
     for line in summary_lines(clip):
         click.echo(line)
