@@ -36,14 +36,13 @@ import os
 import random
 import re
 import socket
+import threading
 import time
 import unicodedata
 import urllib.parse
 import urllib.request
 import weakref
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -489,20 +488,26 @@ class EdgeEngine:
         url = _apply_endpoint()
         host, port = _reachability_target(url)
 
-        def connect() -> None:
-            with socket.create_connection((host, port), timeout=self.check_timeout):
-                pass
+        outcome: list[OSError | None] = []
 
-        # getaddrinfo has no timeout of its own: bound the whole thing from outside.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="greetkit-edge-check")
-        try:
-            pool.submit(connect).result(timeout=self.check_timeout + 0.5)
-        except (OSError, FutureTimeout) as exc:
-            reason = "timed out" if isinstance(exc, FutureTimeout | socket.timeout) else str(exc)
+        def connect() -> None:
+            try:
+                with socket.create_connection((host, port), timeout=self.check_timeout):
+                    outcome.append(None)
+            except OSError as exc:
+                outcome.append(exc)
+
+        # getaddrinfo has no timeout of its own: bound the whole thing from outside, in a
+        # daemon thread so a hung DNS lookup cannot hold up the process's exit either.
+        thread = threading.Thread(target=connect, name="greetkit-edge-check", daemon=True)
+        thread.start()
+        thread.join(self.check_timeout + 0.5)
+        error = outcome[0] if outcome else None
+        if not outcome or error is not None:
+            reason = ("timed out" if not outcome or isinstance(error, socket.timeout)
+                      else str(error))
             raise EngineUnavailable(f"cannot reach {host}:{port} ({reason})", engine=ENGINE,
-                                    retryable=True) from exc
-        finally:
-            pool.shutdown(wait=False)
+                                    retryable=True) from error
 
     def validate_voice(self, voice: str, language: str, *,
                        project_dir: Path | None = None) -> str | None:
