@@ -685,6 +685,18 @@ class _Validator:
             self.doc.error((*path, "recording"), f"recording {raw!r} does not exist; check the "
                            "path (relative to voices.yaml)")
             return None
+        # The header says how long the take is: refuse an hour-long file here, before the
+        # build reads and decodes all of it.
+        try:
+            import soundfile as sf
+
+            seconds = float(sf.info(str(target)).duration)
+        except (RuntimeError, OSError, ValueError, TypeError):
+            seconds = 0.0  # unreadable: the recorded engine names the problem at build time
+        if seconds > MAX_CLIP_SECONDS:
+            self.doc.error((*path, "recording"), f"recording {raw!r} lasts {seconds:.0f} s; a "
+                           f"clip may last at most {MAX_CLIP_SECONDS:g} s, trim the take")
+            return None
         return str(target)
 
 
