@@ -467,23 +467,42 @@ def test_a_build_replaces_a_broken_manifest(built_v1: Path, tmp_path: Path) -> N
     assert Store(root / "greetings").verify() == []
 
 
-def test_runaway_clip_duration_fails_that_clip_only(tmp_path: Path) -> None:
-    """A recorded take longer than MAX_CLIP_SECONDS fails its clip with a clear reason; the
-    other clips build (exit 1 from the CLI, 'failed: key: ...')."""
+def test_over_long_render_fails_that_clip_only(tmp_path: Path) -> None:
+    """An engine render longer than MAX_CLIP_SECONDS (here 1000 characters that espeak-ng
+    speaks at half speed, about two minutes) fails its clip with the reason before any DSP;
+    the other clip builds, and the CLI exits 1 printing 'failed: key: ...'."""
+    from greetkit.spec import MAX_CLIP_SECONDS, MAX_TEXT_CHARS
+
+    long = ("Hello there, this is a fairly ordinary sentence for a greeting. " * 20)
+    (tmp_path / "voices.yaml").write_text(
+        "version: 1\ndefaults: {engine: espeak}\nlanguages:\n  en: {voices: {espeak: en-us}}\n"
+        f"phrases:\n  long:\n    en: {{text: '{long[:MAX_TEXT_CHARS - 1]}', rate: '-50%'}}\n"
+        "  short:\n    en: Hi there.\n")
+    out = greetkit("build", "-q", cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("failed: en_long: espeak produced ")
+    assert f"a clip may last at most {MAX_CLIP_SECONDS:g} s" in out.stderr
+    manifest = json.loads((tmp_path / "greetings" / "manifest.json").read_text())
+    assert [c["key"] for c in manifest["clips"]] == ["en_short"]
+
+
+def test_over_long_recorded_take_is_a_spec_error(write_spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A take longer than MAX_CLIP_SECONDS is refused from its header at validation (exit 2,
+    line-numbered), before the build would decode it."""
     from greetkit.spec import MAX_CLIP_SECONDS
 
     t = np.arange(int((MAX_CLIP_SECONDS + 5) * 8000)) / 8000
     sf.write(tmp_path / "long.wav", 0.2 * np.sin(2 * np.pi * 300 * t), 8000, subtype="PCM_16")
-    (tmp_path / "voices.yaml").write_text(
-        "version: 1\ndefaults: {engine: espeak}\nlanguages:\n  en: {voices: {espeak: en-us}}\n"
-        "phrases:\n  long:\n    en: {text: A very long take, recording: long.wav}\n"
-        "  short:\n    en: Hi there.\n")
-    result = build(tmp_path / "voices.yaml")
-    assert result.rendered == ["en_short"]
-    assert list(result.failed) == ["en_long"]
-    assert f"a clip may last at most {MAX_CLIP_SECONDS:g} s" in result.failed["en_long"]
-    out = greetkit("build", "-q", cwd=tmp_path)
-    assert out.returncode == 1 and "failed: en_long: recorded produced" in out.stderr
+    write_spec("version: 1\ndefaults: {engine: espeak}\nlanguages:\n"
+               "  en: {voices: {espeak: en-us}}\nphrases:\n  long:\n"
+               "    en: {text: A long take, recording: long.wav}\n")
+    out = greetkit("build", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        f"voices.yaml:7: phrases.long.en.recording: recording 'long.wav' lasts "
+        f"{MAX_CLIP_SECONDS + 5:.0f} s; a clip may last at most {MAX_CLIP_SECONDS:g} s, "
+        "trim the take")
+    assert not (tmp_path / "greetings").exists()
 
 
 # -- symlinks planted in the store -------------------------------------------------------------
