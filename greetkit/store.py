@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import io
 import os
@@ -37,6 +36,8 @@ from greetkit.manifest import MANIFEST_NAME, ClipEntry, Manifest, read_manifest
 CLIPS_DIR = "clips"
 LOCK_NAME = ".lock"
 TMP_PREFIX = ".tmp-"
+# Not every OS has it (Windows); there a planted symlink is not a concern of ours.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 #: Test-only fault injection, used by tests/test_safety.py to prove crash safety at fixed
 #: points. ``GREETKIT_FAULT="<point>[:<n>]"`` makes the process SIGKILL itself the n-th time
@@ -127,7 +128,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
     try:
         # O_NOFOLLOW: a symlink planted under the temp name must not redirect the write.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644)
         with open(fd, "wb") as f:
             # Written in two halves so a fault-injection test can kill the process with a
             # partial temp file on disk (see FAULT_ENV).
@@ -219,6 +220,7 @@ class Store:
         both judge a dead pid stale, and the second would delete the first one's fresh lock.)
         Raises :class:`StoreLocked` naming the holder if another live build has it.
         """
+        import fcntl  # POSIX only: building needs it, reading a store (verify, list) does not
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -228,7 +230,7 @@ class Store:
         while True:
             try:
                 # O_NOFOLLOW: a .lock symlinked to another file must not get it truncated.
-                fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o644)
+                fd = os.open(path, os.O_CREAT | os.O_RDWR | _NOFOLLOW, 0o644)
             except OSError as exc:
                 raise _store_error(self.root, "cannot lock", exc) from exc
             try:
