@@ -163,7 +163,8 @@ def k_weighting_coefficients(sample_rate: float) -> tuple[tuple[float, ...], ...
       normalised form b0 = (Vh + Vb K/Q + K^2)/a0, b1 = 2(K^2 - Vh)/a0,
       b2 = (Vh - Vb K/Q + K^2)/a0, a1 = 2(K^2 - 1)/a0, a2 = (1 - K/Q + K^2)/a0,
       a0 = 1 + K/Q + K^2, with Vh = 10^(G/20).
-    * high-pass: b = (1, -2, 1) as in Table 2 (not renormalised), a1, a2 as above.
+    * high-pass: H(s) = s^2 / (s^2 + (w0/Q) s + w0^2), a1 and a2 as above; the numerator
+      is Table 2's (1, -2, 1) at 48 kHz and keeps that filter's passband gain elsewhere.
 
     At 48 kHz this gives Table 1 (b0 1.53512485958697, b1 -2.69169618940638,
     b2 1.19839281085285, a1 -1.69065929318241, a2 0.73248077421585) and Table 2
@@ -183,11 +184,21 @@ def k_weighting_coefficients(sample_rate: float) -> tuple[tuple[float, ...], ...
                (vh - vb * k / _SHELF_Q + k * k) / a0)
     a_shelf = (1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / _SHELF_Q + k * k) / a0)
 
+    a_hp, a0 = _high_pass_denominator(fs)
+    # Table 2's numerator (1, -2, 1) is not divided by a0, so the 48 kHz filter has a
+    # passband gain of a0(48 kHz) (+0.086 dB), which the -0.691 constant absorbs. Keep that
+    # same analog gain at every rate: b = (1, -2, 1) * a0(48 kHz) / a0(fs) (exactly
+    # (1, -2, 1) at 48 kHz). Reusing (1, -2, 1) would shift readings by +0.04 dB at 16 kHz.
+    scale = _high_pass_denominator(48000.0)[1] / a0
+    b_hp = (scale, -2.0 * scale, scale)
+    return b_shelf, a_shelf, b_hp, a_hp
+
+
+def _high_pass_denominator(fs: float) -> tuple[tuple[float, float, float], float]:
+    """RLB high-pass denominator (1, a1, a2) at ``fs`` and its normalising a0."""
     k = math.tan(math.pi * _HP_F0 / fs)
     a0 = 1.0 + k / _HP_Q + k * k
-    b_hp = (1.0, -2.0, 1.0)
-    a_hp = (1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / _HP_Q + k * k) / a0)
-    return b_shelf, a_shelf, b_hp, a_hp
+    return (1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / _HP_Q + k * k) / a0), a0
 
 
 def k_weight(samples: npt.ArrayLike, sample_rate: float) -> FloatArray:
@@ -365,10 +376,12 @@ def true_peak(samples: npt.ArrayLike, sample_rate: float) -> float:
 # -- the meter -------------------------------------------------------------------------------
 
 def measure(samples: npt.ArrayLike, sample_rate: float,
-            weights: Sequence[float] | None = None) -> LoudnessReport:
+            weights: Sequence[float] | None = None, *, peak: bool = True) -> LoudnessReport:
     """Integrated loudness, LRA, max momentary / short-term loudness and true peak.
 
     ``weights`` overrides the BS.1770 channel weights (see :func:`channel_weights`).
+    ``peak=False`` skips the true-peak meter (the costly part: oversampling) and reports
+    ``nan`` for it.
     See the module docstring for the short-clip and silence policies.
 
     >>> t = np.arange(10 * 48000) / 48000
@@ -413,7 +426,7 @@ def measure(samples: npt.ArrayLike, sample_rate: float,
         lra=lra,
         max_momentary_lufs=max_momentary,
         max_short_term_lufs=max_short,
-        true_peak_db=true_peak(x, sample_rate),
+        true_peak_db=true_peak(x, sample_rate) if peak else math.nan,
         warnings=tuple(warnings),
     )
 
@@ -466,8 +479,9 @@ def _limiter_gain(envelope: FloatArray, threshold_db: float, half: int, release:
     held = 10.0 ** (-np.maximum(follower, u) / 20.0)
     # (3) Attack: a moving average over the same +-half samples. Every value averaged at n
     # is a minimum over a window that contains n, so the average stays <= need[n].
+    # (Clamping the average to ``held`` would re-introduce the steps it removes.)
     gain = ndimage.uniform_filter1d(held, 2 * half + 1, mode="nearest")
-    return np.asarray(np.minimum(gain, held), dtype=np.float64)
+    return np.asarray(gain, dtype=np.float64)
 
 
 def limit(samples: npt.ArrayLike, sample_rate: float, ceiling_db: float, *,
