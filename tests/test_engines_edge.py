@@ -30,7 +30,7 @@ from greetkit.engines.edge import (
     voice_problem,
 )
 from greetkit.errors import EngineError, EngineUnavailable
-from greetkit.testing.edge_server import EdgeServer, Step, encode_mp3
+from greetkit.testing.edge_server import EdgeServer, Step, encode_mp3, serving
 
 edge_tts = pytest.importorskip("edge_tts")
 from edge_tts.drm import DRM  # noqa: E402
@@ -445,10 +445,7 @@ def test_validate_voice_flags_a_voice_for_another_language(tmp_path: Path) -> No
 
 def test_refreshed_cache_is_used_for_validation(server: EdgeServer, tmp_path: Path) -> None:
     """--refresh caches the service's list; a voice only the service knows then validates."""
-    with EdgeServer(voices=[("sw-KE-ZuriNeural", "sw-KE", "Female")]) as other:
-        import os
-
-        os.environ["GREETKIT_EDGE_URL"] = other.url  # restored by the fixture's monkeypatch
+    with serving(voices=[("sw-KE-ZuriNeural", "sw-KE", "Female")]) as other:
         assert voice_problem("sw-KE-ZuriNeural", "sw", tmp_path) is not None
         path = refresh_voice_cache(tmp_path)
     assert path == tmp_path / VOICE_CACHE
@@ -593,3 +590,22 @@ def test_unreachable_service_drafts_without_a_request(build_env: EdgeServer, pro
     assert set(result.drafts) == {c.key for c in result.manifest.clips}
     assert all("cannot reach 127.0.0.1:9" in reason for reason in result.drafts.values())
     assert build_env.requests == []
+
+
+@pytest.mark.slow
+def test_forty_clip_build_never_opens_a_fifth_connection(build_env: EdgeServer,
+                                                         tmp_path: Path) -> None:
+    """`greetkit build` of 40 edge phrases against a 4-connection server: no draft, max 4."""
+    from greetkit.build import build
+
+    build_env.max_connections = 4
+    build_env.default = Step.ok(delay=0.05)
+    phrases = "".join(f"  p{i:02d}:\n    en: \"Hello number {i}.\"\n" for i in range(40))
+    config = tmp_path / "voices.yaml"
+    config.write_text("version: 1\ndefaults:\n  engine: edge\n  language: en\nlanguages:\n"
+                      "  en:\n    voices:\n      edge: en-US-AvaNeural\n      espeak: en-us\n"
+                      f"phrases:\n{phrases}", encoding="utf-8")
+    result = build(config)
+    assert result.manifest is not None and len(result.manifest.clips) == 40
+    assert not result.drafts and not result.failed
+    assert build_env.max_concurrent == 4 and build_env.over_limit == 0

@@ -7,7 +7,7 @@ It needs the ``edge`` extra (aiohttp) and renders its speech with the embedded e
 
 from __future__ import annotations
 
-__all__ = ["EdgeServer", "Step"]
+__all__ = ["EdgeServer", "Step", "serving"]
 
 from typing import Any
 

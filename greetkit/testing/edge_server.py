@@ -35,9 +35,11 @@ and async tests can both use it. Everything it saw is recorded in :attr:`EdgeSer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import io
 import json
+import os
 import re
 import threading
 import time
@@ -45,7 +47,7 @@ import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,7 +58,7 @@ from aiohttp import WSMsgType, web
 from greetkit.engines.base import RenderRequest
 from greetkit.engines.edge import KNOWN_VOICES
 
-__all__ = ["EdgeServer", "RequestRecord", "Step"]
+__all__ = ["EdgeServer", "RequestRecord", "Step", "serving"]
 
 TRUSTED_CLIENT_TOKEN = "6A5AA1D4EAFF4E9FB37E23D68491D6F4"
 BASE_PATH = "/consumer/speech/synthesize/readaloud"
@@ -403,6 +405,34 @@ class EdgeServer:
                 self._cache[key] = await _synthesize(text, match.group(1), prosody, words,
                                                      self.sample_rate)
         return self._cache[key]
+
+
+@contextlib.contextmanager
+def serving(**options: Any) -> Iterator[EdgeServer]:
+    """Run an :class:`EdgeServer` and point greetkit's edge engine at it for the duration.
+
+    Sets ``GREETKIT_EDGE_URL`` and clears edge-tts's learned clock skew (class-level state),
+    restoring both afterwards. As a pytest fixture::
+
+        @pytest.fixture
+        def edge_server():
+            with serving(max_connections=4) as server:
+                yield server
+    """
+    from edge_tts.drm import DRM
+
+    saved_url, saved_skew = os.environ.get("GREETKIT_EDGE_URL"), DRM.clock_skew_seconds
+    with EdgeServer(**options) as server:
+        os.environ["GREETKIT_EDGE_URL"] = server.url
+        DRM.clock_skew_seconds = 0.0
+        try:
+            yield server
+        finally:
+            DRM.clock_skew_seconds = saved_skew
+            if saved_url is None:
+                os.environ.pop("GREETKIT_EDGE_URL", None)
+            else:
+                os.environ["GREETKIT_EDGE_URL"] = saved_url
 
 
 # -- wire format ----------------------------------------------------------------------------
