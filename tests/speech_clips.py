@@ -72,7 +72,7 @@ class SpeechClip:
 
     @property
     def duration(self) -> float:
-        return self.samples.shape[0] / self.sample_rate
+        return float(self.samples.shape[0]) / self.sample_rate
 
 
 def render_clips(limit: int | None = None) -> list[SpeechClip]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -65,7 +66,7 @@ def stereo(x: Array) -> Array:
     return np.stack([x, x], axis=1)
 
 
-def sequence(parts: list[tuple[float, float]], rate: int) -> Array:
+def sequence(parts: Sequence[tuple[float, float]], rate: int) -> Array:
     """Stereo 1 kHz tone segments (dBFS, seconds) back to back, phase-continuous."""
     total = sum(s for _, s in parts)
     t = np.arange(round(total * rate)) / rate
