@@ -334,6 +334,9 @@ def test_long_cjk_text_goes_as_requests_under_4096_bytes(server: EdgeServer) -> 
     assert audio.info["requests"] == len(sizes)
     total = sum(sf.info(io.BytesIO(r.audio)).frames for r in server.handshakes)
     assert audio.samples.shape[0] == total
+    # Boundaries of later requests are shifted onto the whole clip's timeline.
+    offsets = [b["offset"] for b in audio.info["boundaries"]]
+    assert offsets == sorted(offsets) and offsets[-1] / 1e7 < audio.duration
 
 
 # -- concurrency ---------------------------------------------------------------------------

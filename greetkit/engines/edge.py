@@ -553,7 +553,10 @@ class EdgeEngine:
             parts.append(samples)
             info["retries"] += meta["retries"]
             info["bytes"] += meta["bytes"]
-            info["boundaries"] += meta["boundaries"]
+            # Each request's offsets start at its own audio; shift them onto the whole clip.
+            shift = sum(p.shape[0] for p in parts[:-1]) * TICKS_PER_SECOND // sr
+            info["boundaries"] += [{**b, "offset": b["offset"] + shift}
+                                   for b in meta["boundaries"]]
         state.failures_in_a_row = 0
         info["sample_rate"] = sample_rate
         info["seconds"] = round(time.monotonic() - clock[0], 3)
