@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import io
 import json
 import os
@@ -504,10 +505,9 @@ async def _synthesize(text: str, locale: str, prosody: tuple[str, str, str], wor
     import soxr
 
     from greetkit.engines import get_engine
-    from greetkit.engines.espeak import voice_for_language
 
     espeak = get_engine("espeak")
-    voice = voice_for_language(locale) or "en-us"
+    voice = _espeak_voice(locale)
     rate, pitch, volume = prosody
     pcm: list[npt.NDArray[np.float32]] = []
     boundaries: list[tuple[str, str, int, int]] = []
@@ -529,6 +529,15 @@ async def _synthesize(text: str, locale: str, prosody: tuple[str, str, str], wor
     signal = np.concatenate(pcm) if pcm else np.zeros(rate_out // 10, dtype=np.float32)
     mp3 = await asyncio.to_thread(encode_mp3, signal, rate_out)
     return _Speech(mp3, tuple(boundaries), int(signal.size))
+
+
+@functools.cache
+def _espeak_voice(locale: str) -> str:
+    """The espeak voice for a service locale, looked up once per locale (listing espeak's
+    voices walks C memory, so it is kept out of the per-request path)."""
+    from greetkit.engines.espeak import voice_for_language
+
+    return voice_for_language(locale) or "en-us"
 
 
 def _boundaries(sentence: str, start: int, end: int, words: bool,
