@@ -659,8 +659,8 @@ class EdgeEngine:
                                    "offset": chunk.get("offset", 0),
                                    "duration": chunk.get("duration", 0)})
         # The client counts audio bytes per request and folds them into cumulative_audio_bytes
-        # only on turn.end: a stream the server closed early leaves them out. (edge-tts >= 7.2;
-        # with other versions this check is skipped and the duration check still applies.)
+        # only on turn.end: a stream the server closed early leaves them out. (edge-tts 7.3.1;
+        # a client without that key skips this check; the duration check still applies.)
         cumulative = comm.state.get("cumulative_audio_bytes")
         if isinstance(cumulative, int) and cumulative != len(audio):
             raise _Truncated(f"stream ended without turn.end after {len(audio)} bytes")
