@@ -208,6 +208,9 @@ def process(samples: npt.ArrayLike, sample_rate: int, params: DspParams, *,
     x2, report = loudness.normalize(x, rate, params.target_lufs, params.true_peak_ceiling_db,
                                     lookahead_ms=params.limiter_lookahead_ms,
                                     release_ms=params.limiter_release_ms)
+    if "silent" in report.warnings:
+        raise AudioError("audio is silent after trimming: no 400 ms block above the "
+                         "-70 LUFS gate (BS.1770), nothing to normalize")
     x = x2[:, 0]
     # 5. fades against clicks at the cut points (inside the pad, so loudness is unchanged).
     x = fade(x, rate, params)

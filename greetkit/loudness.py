@@ -337,20 +337,32 @@ def oversample(samples: npt.ArrayLike, sample_rate: float) -> tuple[FloatArray, 
     return y, factor
 
 
-def _refined_peak(y: FloatArray) -> float:
-    """Largest |y| over all channels, refined by a parabola through the peak and its
-    neighbours (the oversampled grid can sit up to half a step off the analog peak)."""
+def _refined_peak(y: FloatArray, begin: int = 0, end: int | None = None) -> float:
+    """Largest |y| over all channels in rows ``begin:end``, refined by a parabola through
+    the peak and its neighbours (the oversampled grid can sit up to half a step off the
+    analog peak). Neighbours may lie outside ``begin:end``."""
     mag = np.abs(y)
-    flat = int(np.argmax(mag))
+    end = mag.shape[0] if end is None else end
+    flat = int(np.argmax(mag[begin:end]))
     i, ch = divmod(flat, mag.shape[1])
+    i += begin
     peak = float(mag[i, ch])
     if 0 < i < mag.shape[0] - 1:
         left, right = float(mag[i - 1, ch]), float(mag[i + 1, ch])
         curvature = left - 2.0 * peak + right
-        if curvature < 0.0:  # a maximum, not a corner of |y| at a zero crossing
+        # Only at a local maximum (the window's edge row may be on a slope), and not at a
+        # corner of |y| at a zero crossing.
+        if curvature < 0.0 and peak >= left and peak >= right:
             peak -= 0.125 * (left - right) ** 2 / curvature  # vertex of the parabola
             peak = max(peak, float(mag[i, ch]))
     return peak
+
+
+# Input frames per oversampling pass in true_peak: bounds memory on long files (x8 of an
+# hour of stereo would be ~22 GB at once). The context on each side exceeds the
+# interpolator's half-length, so the chunked result equals the one-pass result.
+_CHUNK_FRAMES = 1 << 16
+_CHUNK_CONTEXT = 2 * _TP_HALF_TAPS
 
 
 def true_peak(samples: npt.ArrayLike, sample_rate: float) -> float:
@@ -368,8 +380,13 @@ def true_peak(samples: npt.ArrayLike, sample_rate: float) -> float:
     x = as_float_frames(samples)
     if x.shape[0] == 0 or not np.any(x):
         return -math.inf
-    y, _ = oversample(x, sample_rate)
-    peak = max(_refined_peak(y), float(np.max(np.abs(x))))
+    n = x.shape[0]
+    peak = float(np.max(np.abs(x)))
+    for start in range(0, n, _CHUNK_FRAMES):
+        stop = min(n, start + _CHUNK_FRAMES)
+        lo, hi = max(0, start - _CHUNK_CONTEXT), min(n, stop + _CHUNK_CONTEXT)
+        y, factor = oversample(x[lo:hi], sample_rate)
+        peak = max(peak, _refined_peak(y, (start - lo) * factor, (stop - lo) * factor))
     return 20.0 * math.log10(peak)
 
 

@@ -150,6 +150,8 @@ def test_short_clip_is_processed_with_a_warning() -> None:
     (np.zeros(48000, dtype=np.float32), "silent"),
     (np.full(4800, 1e-6, dtype=np.float32), "silent"),
     (np.array([0.1, np.nan, 0.2], dtype=np.float32), "NaN"),
+    # 5 Hz at -40 dBFS: above the trim floor, but K-weighting leaves nothing to measure.
+    (0.01 * np.sin(2 * np.pi * 5 * np.arange(48000) / 48000), "silent after trimming"),
 ])
 def test_empty_silent_or_broken_audio_is_an_audio_error(samples: Array, message: str) -> None:
     """Nothing to deliver: a clear AudioError (also a ValueError), never a crash."""
