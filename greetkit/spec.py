@@ -547,7 +547,7 @@ class _Validator:
             path = ("languages", language, "voices", engine_name)
         try:
             engine = get_engine(engine_name)
-            problem = engine.validate_voice(voice, language)
+            problem = engine.validate_voice(voice, language, project_dir=self.project_dir)
         except GreetkitError as exc:
             self.doc.warn(path, f"cannot check voice {voice!r}: {exc}")
             return

@@ -76,8 +76,13 @@ class Engine(Protocol):
         """
         ...
 
-    def validate_voice(self, voice: str, language: str) -> str | None:
-        """Return a problem description (with a suggestion) if ``voice`` is unknown, else None."""
+    def validate_voice(self, voice: str, language: str, *,
+                       project_dir: Path | None = None) -> str | None:
+        """Return a problem description (with a suggestion) if ``voice`` is unknown, else None.
+
+        ``project_dir`` is the directory of voices.yaml, for engines that keep a voice list
+        cached in the project.
+        """
         ...
 
     async def render(self, request: RenderRequest) -> RenderedAudio:

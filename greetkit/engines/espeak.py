@@ -15,6 +15,7 @@ import threading
 from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import version as dist_version
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -77,6 +78,7 @@ class _Library:
         self.lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self.chunks: list[np.ndarray[Any, np.dtype[np.int16]]] = []
+        self._voices: dict[str, list[str]] | None = None
         self._callback = _SYNTH_CALLBACK(self._collect)
         self.lib.espeak_SetSynthCallback(self._callback)
 
@@ -86,21 +88,17 @@ class _Library:
         return 0
 
     def voices(self) -> dict[str, list[str]]:
-        """identifier -> languages, from the data shipped in the wheel."""
+        """identifier -> languages, from the data shipped in the wheel (read once)."""
+        if self._voices is not None:
+            return self._voices
         out: dict[str, list[str]] = {}
         arr = self.lib.espeak_ListVoices(None)
         i = 0
         while arr[i]:
             v = arr[i].contents
-            raw = ctypes.string_at(v.languages, 256)
-            langs, pos = [], 0
-            # languages: repeated (priority byte, NUL-terminated name), ended by a 0 byte.
-            while pos < len(raw) and raw[pos] != 0:
-                end = raw.index(b"\0", pos + 1)
-                langs.append(raw[pos + 1 : end].decode(errors="replace"))
-                pos = end + 1
-            out[(v.identifier or b"").decode()] = langs
+            out[(v.identifier or b"").decode()] = _languages(v.languages)
             i += 1
+        self._voices = out
         return out
 
     def synth(self, text: str, voice: str, wpm: int, pitch: int, volume: int) -> np.ndarray:
@@ -122,6 +120,20 @@ class _Library:
         if not self.chunks:
             return np.zeros(0, dtype=np.int16)
         return np.concatenate(self.chunks)
+
+
+def _languages(pointer: int | None) -> list[str]:
+    """Decode espeak_VOICE.languages: (priority byte, NUL-terminated name) pairs ended by a
+    zero priority byte. Read entry by entry: a fixed-size read can run past the allocation."""
+    langs: list[str] = []
+    if not pointer:
+        return langs
+    pos = pointer
+    while ctypes.c_ubyte.from_address(pos).value != 0:
+        name = ctypes.string_at(pos + 1)  # stops at the name's NUL
+        langs.append(name.decode(errors="replace"))
+        pos += 1 + len(name) + 1
+    return langs
 
 
 _lock = threading.Lock()
@@ -178,7 +190,8 @@ class EspeakEngine:
             names.update(langs)
         return names
 
-    def validate_voice(self, voice: str, language: str) -> str | None:
+    def validate_voice(self, voice: str, language: str, *,
+                       project_dir: Path | None = None) -> str | None:
         names = self._voice_names()
         if voice in names:
             return None

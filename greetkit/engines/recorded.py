@@ -34,7 +34,8 @@ class RecordedEngine:
     def check_available(self) -> None:
         return None
 
-    def validate_voice(self, voice: str, language: str) -> str | None:
+    def validate_voice(self, voice: str, language: str, *,
+                       project_dir: Path | None = None) -> str | None:
         return None
 
     @staticmethod
