@@ -44,6 +44,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -137,6 +138,15 @@ def as_float_frames(samples: npt.ArrayLike) -> FloatArray:
     return x
 
 
+def _frames(samples: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
+    """``samples`` as ``(frames, channels)`` without copying float input (float32 stays
+    float32: the meters convert chunk by chunk, so a long file is not doubled in memory)."""
+    x = np.asarray(samples)
+    if x.dtype.kind not in "f" or x.ndim not in (1, 2):
+        return as_float_frames(x)
+    return x[:, None] if x.ndim == 1 else x
+
+
 def channel_weights(channels: int) -> FloatArray:
     """BS.1770 Table 3 weights G_i for a channel count, in WAVE order.
 
@@ -215,22 +225,49 @@ def k_weight(samples: npt.ArrayLike, sample_rate: float) -> FloatArray:
 
 # -- blocks and gating ---------------------------------------------------------------------
 
-def _segment_powers(z: FloatArray, sample_rate: float) -> tuple[FloatArray, FloatArray]:
-    """Sum of z^2 per complete 100 ms step, per channel, and each step's length in samples.
+# Frames K-weighted per pass: bounds memory on long files; filter state carries over.
+_KW_CHUNK_FRAMES = 1 << 18
 
-    Step boundaries are round(j * fs / 10), so rates where 100 ms is not a whole number of
-    samples (e.g. 11025 Hz) still tile exactly. Returns ``(sums[steps, ch], lengths[steps])``.
+
+def _k_weighted_powers(x: npt.NDArray[np.floating[Any]], sample_rate: float
+                       ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """K-weight ``x`` and sum z^2 per complete 100 ms step (BS.1770 eq. 1 numerators).
+
+    Returns ``(sums[steps, ch], lengths[steps], mean_square[ch])``, the last over the whole
+    signal (for the short-clip policy). Step boundaries are round(j * fs / 10), so rates
+    where 100 ms is not a whole number of samples (e.g. 11025 Hz) still tile exactly; a
+    partial step at the end is left out. Works in chunks with the filter state carried
+    across, so the result equals one pass over the whole signal.
     """
-    n = z.shape[0]
+    n, channels = x.shape
     steps = math.floor(n / (sample_rate * STEP_SECONDS) + 1e-9)
     bounds = np.round(np.arange(steps + 1) * sample_rate * STEP_SECONDS).astype(np.int64)
     bounds = bounds[bounds <= n]
-    steps = len(bounds) - 1
-    if steps <= 0:
-        return np.zeros((0, z.shape[1])), np.zeros(0)
-    sq = z[: bounds[-1]] ** 2
-    sums: FloatArray = np.add.reduceat(sq, bounds[:-1], axis=0)
-    return sums, np.diff(bounds).astype(np.float64)
+    steps = max(0, len(bounds) - 1)
+    sums = np.zeros((steps, channels))
+    total = np.zeros(channels)
+    b1, a1, b2, a2 = k_weighting_coefficients(float(sample_rate))
+    sos = np.array([[*b1, *a1], [*b2, *a2]])
+    state = np.zeros((2, 2, channels))  # filters start from rest
+    for c0 in range(0, n, _KW_CHUNK_FRAMES):
+        c1 = min(n, c0 + _KW_CHUNK_FRAMES)
+        z, state = signal.sosfilt(sos, np.asarray(x[c0:c1], dtype=np.float64), axis=0,
+                                  zi=state)
+        sq = z * z
+        total += sq.sum(axis=0)
+        if steps == 0:
+            continue
+        cum = np.concatenate([np.zeros((1, channels)), np.cumsum(sq, axis=0)])
+        # Steps overlapping this chunk, clipped to it.
+        first = int(np.searchsorted(bounds, c0, side="right")) - 1
+        last = min(steps, int(np.searchsorted(bounds, c1, side="left")))
+        if first >= last:
+            continue
+        js = np.arange(max(first, 0), last)
+        lo = np.clip(bounds[js] - c0, 0, c1 - c0)
+        hi = np.clip(bounds[js + 1] - c0, 0, c1 - c0)
+        sums[js] += cum[hi] - cum[lo]
+    return sums, np.diff(bounds).astype(np.float64), total / max(n, 1)
 
 
 def _window_powers(sums: FloatArray, lengths: FloatArray, segments: int,
@@ -272,15 +309,15 @@ def gated_loudness(block_powers: FloatArray, relative_gate_lu: float = RELATIVE_
 
 def momentary_loudness(samples: npt.ArrayLike, sample_rate: float) -> FloatArray:
     """Momentary loudness (400 ms window, ungated) every 100 ms, LUFS. Complete windows only."""
-    x = as_float_frames(samples)
-    sums, lengths = _segment_powers(k_weight(x, sample_rate), sample_rate)
+    x = _frames(samples)
+    sums, lengths, _ = _k_weighted_powers(x, sample_rate)
     return _lufs(_window_powers(sums, lengths, SEGMENTS_PER_BLOCK, channel_weights(x.shape[1])))
 
 
 def short_term_loudness(samples: npt.ArrayLike, sample_rate: float) -> FloatArray:
     """Short-term loudness (3 s window, ungated) every 100 ms, LUFS. Complete windows only."""
-    x = as_float_frames(samples)
-    sums, lengths = _segment_powers(k_weight(x, sample_rate), sample_rate)
+    x = _frames(samples)
+    sums, lengths, _ = _k_weighted_powers(x, sample_rate)
     return _lufs(_window_powers(sums, lengths, SHORT_TERM_SEGMENTS, channel_weights(x.shape[1])))
 
 
@@ -377,7 +414,7 @@ def true_peak(samples: npt.ArrayLike, sample_rate: float) -> float:
     >>> round(20 * math.log10(np.max(np.abs(tone))), 2), round(true_peak(tone, 48000), 2)
     (-9.03, -6.02)
     """
-    x = as_float_frames(samples)
+    x = _frames(samples)
     if x.shape[0] == 0 or not np.any(x):
         return -math.inf
     n = x.shape[0]
@@ -406,7 +443,7 @@ def measure(samples: npt.ArrayLike, sample_rate: float,
     >>> round(measure(np.stack([tone, tone], axis=1), 48000).integrated_lufs, 1)
     -23.0
     """
-    x = as_float_frames(samples)
+    x = _frames(samples)
     if x.shape[0] == 0:
         return LoudnessReport(-math.inf, 0.0, -math.inf, -math.inf, -math.inf,
                               ("silent", "short-clip"))
@@ -414,9 +451,8 @@ def measure(samples: npt.ArrayLike, sample_rate: float,
         channel_weights(x.shape[1])
     if g.shape != (x.shape[1],):
         raise ValueError(f"{len(g)} channel weights for {x.shape[1]} channels")
-    z = k_weight(x, sample_rate)
-    sums, lengths = _segment_powers(z, sample_rate)
-    whole = float(np.mean(z ** 2, axis=0) @ g)  # the whole clip as one block
+    sums, lengths, mean_square = _k_weighted_powers(x, sample_rate)
+    whole = float(mean_square @ g)  # the whole clip as one block
     warnings: list[str] = []
 
     blocks = _window_powers(sums, lengths, SEGMENTS_PER_BLOCK, g)
@@ -450,15 +486,14 @@ def measure(samples: npt.ArrayLike, sample_rate: float,
 
 def integrated_loudness(samples: npt.ArrayLike, sample_rate: float) -> float:
     """Integrated loudness only (LUFS), same policies as :func:`measure`, no true peak."""
-    x = as_float_frames(samples)
+    x = _frames(samples)
     if x.shape[0] == 0:
         return -math.inf
     g = channel_weights(x.shape[1])
-    z = k_weight(x, sample_rate)
-    sums, lengths = _segment_powers(z, sample_rate)
+    sums, lengths, mean_square = _k_weighted_powers(x, sample_rate)
     blocks = _window_powers(sums, lengths, SEGMENTS_PER_BLOCK, g)
     if blocks.size == 0:
-        blocks = np.array([float(np.mean(z ** 2, axis=0) @ g)])
+        blocks = np.array([float(mean_square @ g)])
     return gated_loudness(blocks)
 
 

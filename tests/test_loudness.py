@@ -267,6 +267,21 @@ def test_true_peak_of_a_long_signal_is_exact_across_chunks() -> None:
     assert 0.0 <= true_peak(x, 48000) - one_pass < 0.01
 
 
+def test_long_inputs_are_k_weighted_in_chunks_exactly(monkeypatch: pytest.MonkeyPatch
+                                                     ) -> None:
+    """The meter filters long inputs chunk by chunk with the filter state carried over:
+    tiny chunks (not aligned with the 100 ms steps) give the one-pass result."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((22050 * 9 + 123, 2)) * np.linspace(0.001, 0.3, 22050 * 9 + 123
+                                                                )[:, None]
+    whole = measure(x, 22050, peak=False)
+    monkeypatch.setattr(loudness, "_KW_CHUNK_FRAMES", 1001)
+    chunked = measure(x, 22050, peak=False)
+    assert chunked.integrated_lufs == pytest.approx(whole.integrated_lufs, abs=1e-9)
+    assert chunked.lra == pytest.approx(whole.lra, abs=1e-9)
+    assert chunked.max_short_term_lufs == pytest.approx(whole.max_short_term_lufs, abs=1e-9)
+
+
 def test_997hz_full_scale_reads_minus_3_01_lkfs() -> None:
     """BS.1770: a 0 dBFS 997 Hz sine in one channel (mono, or left of stereo) is -3.01 LKFS."""
     x = tone(0.0, 5.0, 48000, 997.0)

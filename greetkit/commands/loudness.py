@@ -28,7 +28,8 @@ def measure_file(path: Path) -> LoudnessReport:
     from greetkit.loudness import measure
 
     try:
-        samples, rate = sf.read(str(path), dtype="float64", always_2d=True)
+        # float32 halves memory on long files; the meters widen to float64 chunk by chunk.
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AudioError(f"{path}: cannot read audio ({reason})") from exc
