@@ -50,16 +50,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage, signal
 
+from greetkit.spec import DEFAULT_PRESET as DEFAULT_PRESET
+from greetkit.spec import LOUDNESS_PRESETS
+
 FloatArray = npt.NDArray[np.float64]
 
-#: Named (target LUFS, true-peak ceiling dBTP) pairs; "speech" is the default.
-PRESETS: dict[str, tuple[float, float]] = {
-    "speech": (-18.0, -1.5),
-    "podcast": (-16.0, -1.0),
-    "broadcast": (-23.0, -1.0),  # EBU R 128
-    "telephony": (-26.0, -3.0),
-}
-DEFAULT_PRESET = "speech"
+# Named (target LUFS, true-peak ceiling dBTP) pairs are voices.yaml vocabulary, defined once
+# in the spec (which must load without scipy) and re-exported here for meter users.
+PRESETS = LOUDNESS_PRESETS
 
 # BS.1770 Annex 1 §2.4: gating block 400 ms, overlap 75 % -> a new block every 100 ms.
 BLOCK_SECONDS = 0.4

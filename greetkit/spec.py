@@ -38,7 +38,7 @@ DRAFT_ENGINE = "espeak"
 LOUDNESS_PRESETS: dict[str, tuple[float, float]] = {
     "speech": (-18.0, -1.5),
     "podcast": (-16.0, -1.0),
-    "broadcast": (-23.0, -1.0),
+    "broadcast": (-23.0, -1.0),  # EBU R 128
     "telephony": (-26.0, -3.0),
 }
 DEFAULT_PRESET = "speech"
