@@ -42,7 +42,14 @@ def test_build_list_verify_round_trip(write_spec, tmp_path: Path) -> None:  # ty
     write_spec(SPEC)
     out = run("build", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("2 rendered, 0 reused, 0 drafts, 0 failed")
+    *clips, summary = out.stdout.splitlines()
+    assert summary.startswith("2 rendered, 0 reused, 0 drafts, 0 failed")
+    # One line per rendered clip with its loudness, peak, gain and limiting.
+    assert [c.split()[0] for c in clips] == ["en_default", "en_bye"]
+    for line in clips:
+        fields = line.split()
+        assert fields[1:5] == ["-18.00", "LUFS", fields[3], "dBTP"] and float(fields[3]) <= -1.5
+        assert fields[5] == "gain" and ("limited" in line or "not limited" in line)
     listing = run("list", cwd=tmp_path)
     assert listing.returncode == 0
     lines = listing.stdout.splitlines()
@@ -50,6 +57,7 @@ def test_build_list_verify_round_trip(write_spec, tmp_path: Path) -> None:  # ty
     assert lines[1].split()[0] == "en_default" and lines[1].split()[-1] == "ok"
     assert run("verify", cwd=tmp_path).stdout.startswith("ok: 2 clips")
     again = run("build", cwd=tmp_path)
+    assert again.stdout.splitlines() == [again.stdout.splitlines()[-1]]
     assert again.stdout.startswith("nothing to render: 2 clips up to date")
 
 

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from greetkit.commands._options import config_option, out_option
+from greetkit.manifest import ClipEntry
 
 _MARK = {"rendered": "rendered", "reused": "up to date", "draft": "DRAFT", "failed": "FAILED"}
+
+
+def clip_lines(clips: Iterable[ClipEntry], keys: set[str]) -> list[str]:
+    """One line per rendered clip: loudness, true peak, the gain applied and any limiting."""
+    rows = [c for c in clips if c.key in keys]
+    width = max((len(c.key) for c in rows), default=0)
+    return [
+        f"  {c.key:<{width}}  {c.lufs:6.2f} LUFS  {c.true_peak_db:6.2f} dBTP  "
+        f"gain {c.gain_db:+6.2f} dB  "
+        + (f"limited {c.limiter_db:.2f} dB" if c.limiter_db > 0 else "not limited")
+        + ("  draft" if c.draft else "")
+        for c in rows
+    ]
 
 
 @click.command()
@@ -62,6 +77,9 @@ def command(config: Path, out: Path | None, force: bool, strict: bool, quiet: bo
             click.echo(f"warning: {warning}", err=True)
         for key, reason in result.drafts.items():
             click.echo(f"draft: {key}: {reason}", err=True)
+    if not quiet and result.manifest is not None:
+        for line in clip_lines(result.manifest.clips, set(result.rendered)):
+            click.echo(line)
     # Failures are errors: shown even with --quiet, or the exit status would be unexplained.
     for key, reason in result.failed.items():
         click.echo(f"failed: {key}: {reason}", err=True)
