@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from bank import make_store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,3 +38,15 @@ def write_spec(tmp_path: Path):  # type: ignore[no-untyped-def]
 def _offline_edge(monkeypatch: pytest.MonkeyPatch) -> None:
     """Point edge-tts at a closed local port so tests never touch the internet."""
     monkeypatch.setenv("GREETKIT_EDGE_URL", "wss://127.0.0.1:9/edge?TrustedClientToken=x")
+
+
+@pytest.fixture(scope="session")
+def built_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bank of tests/bank.py, built once per session (treat as read-only)."""
+    return make_store(tmp_path_factory.mktemp("bank"))
+
+
+@pytest.fixture
+def store(built_store: Path, tmp_path: Path) -> Path:
+    """A private copy of the test bank that a test may damage."""
+    return Path(shutil.copytree(built_store, tmp_path / "greetings"))

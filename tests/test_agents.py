@@ -12,7 +12,6 @@ import asyncio
 import importlib.util
 import json
 import logging
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -23,13 +22,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+from bank import clip_entry, edit_manifest
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, APIError
 from livekit.agents.job import JobExecutorType, JobProcess
 from livekit.agents.llm import ChatMessage
 from livekit.agents.utils.audio import audio_frames_from_file
 from livekit.agents.voice import io
-from test_loader import clip_entry, edit_manifest, make_store
 
 from greetkit.agents import EspeakTTS, frames, output_rate
 from greetkit.errors import AudioError, StoreError
@@ -37,18 +36,6 @@ from greetkit.loader import Bank, load
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def built_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test bank of tests/test_loader.py, built once for this module (read-only)."""
-    return make_store(tmp_path_factory.mktemp("agents-bank"))
-
-
-@pytest.fixture
-def store(built_store: Path, tmp_path: Path) -> Path:
-    """A private copy of the test bank that a test may damage."""
-    return Path(shutil.copytree(built_store, tmp_path / "greetings"))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

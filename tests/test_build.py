@@ -15,6 +15,8 @@ from greetkit.errors import DraftsPresent, SpecError
 from greetkit.loudness import measure
 from greetkit.store import Store
 
+REPO = Path(__file__).resolve().parent.parent
+
 ESPEAK_SPEC = """\
 version: 1
 defaults:
@@ -40,8 +42,6 @@ fallback:
 def offline_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     """The shipped voices.yaml built offline once: edge is unreachable, so espeak drafts."""
     import shutil
-
-    from tests.conftest import REPO
 
     root = tmp_path_factory.mktemp("shipped")
     shutil.copy(REPO / "voices.yaml", root / "voices.yaml")

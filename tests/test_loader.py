@@ -21,86 +21,13 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from bank import CLIPS, RATES, clip_entry, edit_manifest
 
 import greetkit
 from greetkit.errors import ClipNotFound, StoreError, VerifyError
 from greetkit.loader import Bank, load
 
 REPO = Path(__file__).resolve().parent.parent
-
-#: (key, phrase, language, espeak voice, text) of BUILD_SPEC: short, so the build is fast.
-CLIPS = [
-    ("en_default", "default", "en", "en-us", "Hi! I'm Xiaozhi!"),
-    ("zh_default", "default", "zh", "cmn", "你好！我是小智！"),
-    ("en_bye", "bye", "en", "en-us", "Goodbye for now."),
-    ("fallback", "fallback", "en", "en-us", "Hello! Give me just a moment."),
-]
-#: A phrase whose clip was not built: its text is in the manifest (live TTS speaks it).
-UNBUILT = {"thanks": {"en": "Thank you for calling."}}
-RATES = (48000, 24000)
-
-
-BUILD_SPEC = """\
-version: 1
-defaults:
-  engine: espeak
-  language: en
-  sample_rates: [48000, 24000]
-languages:
-  en: {voices: {espeak: en-us}}
-  zh: {voices: {espeak: cmn}}
-phrases:
-  default:
-    en: "Hi! I'm Xiaozhi!"
-    zh: "你好！我是小智！"
-  bye:
-    en: "Goodbye for now."
-fallback:
-  language: en
-  text: "Hello! Give me just a moment."
-"""
-
-
-def make_store(root: Path) -> Path:
-    """Build the test bank with the real pipeline (espeak-ng, DSP chain, store) into
-    ``root/greetings`` and return the store directory."""
-    from greetkit.build import build
-
-    out = root / "greetings"
-    (root / "voices.yaml").write_text(BUILD_SPEC, encoding="utf-8")
-    result = build(root / "voices.yaml", out)
-    assert not result.failed, result.failed
-    # voices.yaml cannot declare a phrase without building it; a build whose clip failed
-    # leaves exactly this: the phrase's text in `texts`, no clip.
-    data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    data["texts"].update(UNBUILT)
-    (out / "manifest.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    return out
-
-
-@pytest.fixture(scope="session")
-def built_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test bank, built once per session (treat as read-only)."""
-    return make_store(tmp_path_factory.mktemp("bank"))
-
-
-@pytest.fixture
-def store(built_store: Path, tmp_path: Path) -> Path:
-    """A private copy of the test bank that a test may damage."""
-    return Path(shutil.copytree(built_store, tmp_path / "greetings"))
-
-
-def edit_manifest(root: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    """Rewrite ``root/manifest.json`` through ``change`` (a damaged or hand-made bank)."""
-    path = root / "manifest.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    change(data)
-    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-
-
-def clip_entry(data: dict[str, Any], key: str) -> dict[str, Any]:
-    return next(c for c in data["clips"] if c["key"] == key)
-
 
 @pytest.fixture
 def warnings_(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], list[str]]]:

@@ -1,0 +1,75 @@
+"""The test bank shared by the loader and agents tests: a real build of a small voices.yaml.
+
+Built with the real pipeline (espeak-ng, the DSP chain, greetkit.store), with a 24 kHz
+variant per clip and one phrase whose clip is deliberately missing (text only).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: (key, phrase, language, espeak voice, text) of BUILD_SPEC: short, so the build is fast.
+CLIPS = [
+    ("en_default", "default", "en", "en-us", "Hi! I'm Xiaozhi!"),
+    ("zh_default", "default", "zh", "cmn", "你好！我是小智！"),
+    ("en_bye", "bye", "en", "en-us", "Goodbye for now."),
+    ("fallback", "fallback", "en", "en-us", "Hello! Give me just a moment."),
+]
+#: A phrase whose clip was not built: its text is in the manifest (live TTS speaks it).
+UNBUILT = {"thanks": {"en": "Thank you for calling."}}
+RATES = (48000, 24000)
+
+
+BUILD_SPEC = """\
+version: 1
+defaults:
+  engine: espeak
+  language: en
+  sample_rates: [48000, 24000]
+languages:
+  en: {voices: {espeak: en-us}}
+  zh: {voices: {espeak: cmn}}
+phrases:
+  default:
+    en: "Hi! I'm Xiaozhi!"
+    zh: "你好！我是小智！"
+  bye:
+    en: "Goodbye for now."
+fallback:
+  language: en
+  text: "Hello! Give me just a moment."
+"""
+
+
+def make_store(root: Path) -> Path:
+    """Build the test bank with the real pipeline (espeak-ng, DSP chain, store) into
+    ``root/greetings`` and return the store directory."""
+    from greetkit.build import build
+
+    out = root / "greetings"
+    (root / "voices.yaml").write_text(BUILD_SPEC, encoding="utf-8")
+    result = build(root / "voices.yaml", out)
+    assert not result.failed, result.failed
+    # voices.yaml cannot declare a phrase without building it; a build whose clip failed
+    # leaves exactly this: the phrase's text in `texts`, no clip.
+    data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    data["texts"].update(UNBUILT)
+    (out / "manifest.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return out
+
+
+def edit_manifest(root: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite ``root/manifest.json`` through ``change`` (a damaged or hand-made bank)."""
+    path = root / "manifest.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def clip_entry(data: dict[str, Any], key: str) -> dict[str, Any]:
+    return next(c for c in data["clips"] if c["key"] == key)
+
+
