@@ -53,18 +53,26 @@ def command(config: Path, out: Path | None, force: bool, strict: bool, quiet: bo
     bar: Any = None
     tty = sys.stderr.isatty() and not quiet
 
+    done = 0
+    planned = 0
+
     def on_plan(todo: int, total: int) -> None:
-        nonlocal bar
+        nonlocal bar, planned
+        planned = todo
         if todo and tty:
             bar = click.progressbar(length=todo, label=f"rendering {todo}/{total} clips",
                                     file=sys.stderr, show_pos=True)
             bar.__enter__()
 
     def progress(key: str, status: str) -> None:
-        if bar is not None and status != "reused":
+        nonlocal done
+        if status == "reused":
+            return
+        done += 1
+        if bar is not None:
             bar.update(1)
-        elif not quiet and not tty and status != "reused":
-            click.echo(f"  {key}: {_MARK[status]}", err=True)
+        elif not quiet and not tty:  # logs and CI: one line per finished clip
+            click.echo(f"[{done}/{planned}] {key}: {_MARK[status]}", err=True)
 
     try:
         result = build(config, out, force=force, strict=False, progress=progress,
@@ -75,8 +83,12 @@ def command(config: Path, out: Path | None, force: bool, strict: bool, quiet: bo
     if not quiet:
         for warning in result.warnings:
             click.echo(f"warning: {warning}", err=True)
+        # One line per distinct reason: an unreachable engine drafts every clip alike.
+        by_reason: dict[str, list[str]] = {}
         for key, reason in result.drafts.items():
-            click.echo(f"draft: {key}: {reason}", err=True)
+            by_reason.setdefault(reason, []).append(key)
+        for reason, keys in by_reason.items():
+            click.echo(f"draft: {', '.join(keys)}: {reason}", err=True)
     if not quiet and result.manifest is not None:
         for line in clip_lines(result.manifest.clips, set(result.rendered)):
             click.echo(line)
