@@ -10,8 +10,10 @@ with half of the file in its temp file).
 Disk full and read-only are tested on a real tmpfs (``mount -t tmpfs -o size=...``) when this
 process may mount (root with CAP_SYS_ADMIN, as in the project's container); elsewhere those
 tests skip, and disk-full is still covered deterministically by ``GREETKIT_FAULT=enospc``,
-which raises ENOSPC at a write. Permission denied runs the build as user ``nobody`` through
-``setpriv`` when the tests run as root (root ignores permission bits), and plainly otherwise.
+which raises ENOSPC at a write. Permission denied gives the store (or clips/) to ``nobody`` and
+runs the build through
+``setpriv`` dropping root's DAC capabilities when the tests run as root (root ignores permission
+bits otherwise; uid 0 is kept so a checkout only root can enter still works), plainly otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,16 +61,18 @@ def spec(word: str) -> str:
     return SPEC.replace("{word}", word)
 
 
-def greetkit(*args: str, cwd: Path, fault: str | None = None, user: int | None = None,
+def greetkit(*args: str, cwd: Path, fault: str | None = None,
+             wrap: Callable[[list[str]], list[str]] | None = None,
              timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """``python -m greetkit.cli ARGS`` in a subprocess (as ``user`` via setpriv if given)."""
+    """``python -m greetkit.cli ARGS`` in a subprocess (its command line passed through
+    ``wrap`` if given, e.g. to drop privileges)."""
     env = dict(os.environ)
     env.pop(FAULT_ENV, None)
     if fault:
         env[FAULT_ENV] = fault
     cmd = [sys.executable, "-m", "greetkit.cli", *args]
-    if user is not None:
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+    if wrap is not None:
+        cmd = wrap(cmd)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -315,42 +319,38 @@ def test_read_only_store_is_one_clear_error(project: Path) -> None:
         assert_intact(store, before)
 
 
-@pytest.fixture
-def shared_project(project: Path) -> Iterator[Path]:
-    """The project copied somewhere user 'nobody' can read (pytest's tmp dirs are 0700)."""
-    root = Path(tempfile.mkdtemp(prefix="greetkit-perm-"))
-    os.chmod(root, 0o755)
-    shutil.copytree(project, root / "proj", symlinks=True)
-    for d, _, _ in os.walk(root):
-        os.chmod(d, 0o755)
-    try:
-        yield root / "proj"
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+# Root ignores permission bits through its DAC capabilities. Dropping them (and keeping uid 0)
+# makes permission bits bind without switching user, so the build still runs from a checkout in a
+# directory only root can enter (CI clones into one; ``nobody`` could not even import greetkit).
+_DROP_DAC = "-dac_override,-dac_read_search,-fowner,-chown"
+
+
+def _as_root_without_dac(cmd: list[str]) -> list[str]:
+    return ["setpriv", f"--bounding-set={_DROP_DAC}", "--inh-caps=-all", *cmd]
 
 
 @pytest.mark.parametrize("unwritable", ["store", "clips"])
-def test_permission_denied_is_one_clear_error(shared_project: Path, unwritable: str) -> None:
+def test_permission_denied_is_one_clear_error(project: Path, unwritable: str) -> None:
     """Without write permission on the store (fails taking the lock) or only on clips/
     (fails at the first clip write): exit 1, one line naming the path, bank intact."""
-    store = shared_project / "greetings"
+    store = project / "greetings"
     before = bank_state(store)
-    user = None
+    denied = store if unwritable == "store" else store / "clips"
+    wrap = None
     if os.geteuid() == 0:
         if not shutil.which("setpriv"):
-            pytest.skip("running as root without setpriv: cannot drop privileges")
-        user = NOBODY
-        if unwritable == "clips":
-            os.chmod(store, 0o777)  # lock may be taken; clips/ stays root's 0755
+            pytest.skip("running as root without setpriv: cannot drop root's DAC capabilities")
+        # owned by nobody, 0755: uid 0 without CAP_DAC_OVERRIDE may read but not write it
+        os.chown(denied, NOBODY, -1)
+        wrap = _as_root_without_dac
     else:
-        os.chmod(store / "clips", 0o555)
-        if unwritable == "store":
-            os.chmod(store, 0o555)
+        os.chmod(denied, 0o555)
     try:
-        out = greetkit("build", "-q", cwd=shared_project, user=user)
+        out = greetkit("build", "-q", cwd=project, wrap=wrap)
     finally:
-        os.chmod(store, 0o755)
-        os.chmod(store / "clips", 0o755)
+        if os.geteuid() == 0:
+            os.chown(denied, 0, -1)
+        os.chmod(denied, 0o755)
     assert out.returncode == 1
     line = one_error_line(out)
     assert "permission denied; check the directory's owner and mode" in line
