@@ -240,9 +240,11 @@ def test_interrupting_a_greeting_stops_it_cleanly(built_store: Path) -> None:
     run(main())
 
 
-def test_livekit_audio_frames_from_file_drops_leading_samples(built_store: Path) -> None:
-    """livekit's utils.audio.audio_frames_from_file loses the start of the same WAV
-    (4096 samples = 85 ms in livekit-agents 1.8.9); greetkit's frames lose nothing."""
+def test_frames_lose_no_sample_of_the_stored_wav(built_store: Path) -> None:
+    """greetkit's frames are the stored clip exactly. Beside it, livekit's
+    utils.audio.audio_frames_from_file on the same WAV is measured and printed (it dropped
+    4096 samples = 85 ms in livekit-agents 1.8.9): information for the README, not a verdict
+    on livekit, so this test does not break the day livekit fixes it."""
     bank = load(built_store)
     clip = bank["en_default"]
     theirs = np.concatenate([
@@ -252,9 +254,10 @@ def test_livekit_audio_frames_from_file_drops_leading_samples(built_store: Path)
                            for f in run(collect(frames(clip)))])
     lost = len(ours) - len(theirs)
     assert np.array_equal(ours, clip.samples)  # greetkit: nothing lost
-    assert lost > 0 and np.array_equal(theirs, clip.samples[lost:])  # livekit: the head
-    if version("livekit-agents") == "1.8.9":
-        assert lost == 4096
+    # what livekit delivered is the clip's tail (its loss is at the head only)
+    assert lost >= 0 and np.array_equal(theirs, clip.samples[lost:])
+    print(f"livekit-agents {version('livekit-agents')} audio_frames_from_file dropped "
+          f"{lost} leading samples ({lost / clip.sample_rate * 1000:.1f} ms)")
 
 
 # -- say through a real AgentSession -----------------------------------------------------------
