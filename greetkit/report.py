@@ -45,7 +45,8 @@ STATES: dict[str, str] = {
     "draft": "built by the offline fallback engine (draft)",
     "unbuilt": "written in voices.yaml but not in the bank (build failed or not run)",
     "missing": "phrase not written for this language",
-    "na": "not applicable (the fallback has one language)",
+    "na": ("not wanted: the fallback has one language, or the phrase's 'languages:' "
+           "leaves this one out"),
 }
 
 
@@ -111,6 +112,20 @@ class ReportData:
     @property
     def drafts(self) -> int:
         return sum(1 for r in self.rows if r.entry.draft)
+
+    @property
+    def draft_reasons(self) -> list[str]:
+        """The distinct reasons clips are drafts, in row order: the page states each once
+        and links the draft rows to it."""
+        seen: dict[str, None] = {}
+        for r in self.rows:
+            if r.entry.draft and r.entry.draft_reason:
+                seen.setdefault(r.entry.draft_reason)
+        return list(seen)
+
+    def draft_reason_number(self, reason: str) -> int:
+        """1-based number of ``reason`` in :attr:`draft_reasons`."""
+        return self.draft_reasons.index(reason) + 1
 
     @property
     def stale(self) -> int:
@@ -217,8 +232,9 @@ def coverage(manifest: Manifest, spec: Any = None
 
     What is *written* (a phrase has text for a language) comes from the spec when there is
     one, else from the manifest's ``texts`` and clips. A written cell is ``exists``/``draft``
-    when the bank has its clip, else ``unbuilt``; an unwritten one is ``missing``. The
-    fallback is one clip in one language, so its other cells are ``na``.
+    when the bank has its clip, else ``unbuilt``; an unwritten one is ``missing``, unless
+    it is unwritten on purpose: the fallback is one clip in one language, and a phrase with
+    ``languages: [...]`` is meant for those only, so their other cells are ``na``.
     """
     from greetkit.spec import clip_key
 
@@ -248,7 +264,9 @@ def coverage(manifest: Manifest, spec: Any = None
         for lang in languages:
             key = clip_key(lang, phrase)
             if (phrase, lang) not in written:
-                state = "na" if phrase == "fallback" else "missing"
+                on_purpose = phrase == "fallback" or (
+                    spec is not None and phrase in spec.only and lang not in spec.only[phrase])
+                state = "na" if on_purpose else "missing"
                 cells[phrase, lang] = Cell(phrase, lang, state)
                 continue
             entry = built.get(key)

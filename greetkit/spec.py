@@ -117,6 +117,8 @@ class Spec:
     sample_rates: tuple[int, ...]
     loudness: Loudness
     warnings: tuple[SpecIssue, ...] = field(default=())
+    #: Phrases written for some languages only on purpose (``languages: [...]``).
+    only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def clip(self, key: str) -> ClipSpec:
         for c in self.clips:
@@ -296,6 +298,7 @@ class _Validator:
         self.project_dir = path.parent
         self.templates_dir = templates_dir or self.project_dir / "templates"
         self.engines = engine_names()
+        self.only: dict[str, tuple[str, ...]] = {}
         self._renderer: Any = None
         self._checked: set[tuple[str, str]] = set()
         self.languages_voices: dict[str, Mapping[str, str]] = {}
@@ -485,6 +488,7 @@ class _Validator:
             sample_rates=rates,
             loudness=loudness,
             warnings=tuple(doc.warnings),
+            only=dict(self.only),
         )
 
     def sample_rates(self, value: Any, path: Path_) -> tuple[int, ...]:
@@ -580,6 +584,8 @@ class _Validator:
                 wanted = []
             for lang in wanted:
                 entries.setdefault(str(lang), {"template": template})
+            if "languages" in body:
+                self.only[name] = tuple(str(lang) for lang in wanted)
         elif "languages" in body:
             self.doc.error((*path, "languages"), "'languages' goes with 'template'; otherwise "
                            "write one entry per language")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
 from greetkit.build import build
 from greetkit.cli import main
@@ -294,3 +295,36 @@ def test_every_player_decodes_in_chromium(shipped: tuple[Path, Manifest]) -> Non
         assert pl["error"] is None and pl["ready"] >= 1, pl
         assert abs(pl["duration"] - expected[pl["key"]]) <= 0.010, pl
     assert [u for u in requests if not u.startswith("file://")] == []
+
+
+def test_phrase_limited_by_languages_is_not_called_missing(project: tuple[Path, Manifest],
+                                                           tmp_path: Path) -> None:
+    """A template phrase with ``languages: [en]`` is meant for English only: its zh cell is
+    'not wanted' (na), and the header counts no missing translation for it."""
+    root, _ = project
+    copy = tmp_path / "p"
+    shutil.copytree(root, copy)
+    (copy / "templates").mkdir(exist_ok=True)
+    (copy / "templates" / "hi.j2").write_text("Hi from the template!", encoding="utf-8")
+    edited = SPEC.replace("fallback:\n", "  hi:\n    template: hi.j2\n    languages: [en]\n"
+                          "fallback:\n")
+    (copy / "voices.yaml").write_text(edited, encoding="utf-8")
+    html = write_report(copy / "greetings", copy / "voices.yaml").read_text("utf-8")
+    page = Page(html)
+    assert state(page, "en:hi") == ("unbuilt", None)
+    assert state(page, "zh:hi") == ("na", None)
+    # only child_friendly (written inline for en alone) is a missing translation
+    assert "<strong>1</strong>missing translations" in html
+
+
+def test_each_draft_reason_is_stated_once_and_linked(project: tuple[Path, Manifest]) -> None:
+    """The draft reason is written once above the table; each draft row links to it."""
+    root, manifest = project
+    html = write_report(root / "greetings", root / "voices.yaml").read_text("utf-8")
+    reasons = {c.draft_reason for c in manifest.clips if c.draft}
+    drafts = [c for c in manifest.clips if c.draft]
+    assert len(drafts) > 1 and len(reasons) == 1
+    (reason,) = reasons
+    assert reason and html.count(str(escape(reason))) == 1
+    assert html.count('data-draft-reason="1"') == len(drafts)
+    assert 'id="draft-reason-1"' in html
