@@ -315,7 +315,7 @@ def summary_lines(p: Preview) -> list[str]:
         why = f": {p.draft_reason}" if p.draft_reason else ""
         status = f"DRAFT (preferred engine {p.preferred_engine}{why})"
     else:
-        status = "final"
+        status = "built"
     if p.version is not None:
         version = f"{p.version} (built {p.built_at})"
     else:

@@ -84,7 +84,10 @@ def test_build_list_verify_round_trip(write_spec, tmp_path: Path) -> None:  # ty
     assert listing.returncode == 0
     lines = listing.stdout.splitlines()
     assert lines[0].split() == ["KEY", "LANG", "ENGINE/VOICE", "DUR", "LUFS", "TP", "dB", "STATUS"]
-    assert lines[1].split()[0] == "en_default" and lines[1].split()[-1] == "ok"
+    assert lines[1].split()[0] == "en_default" and lines[1].split()[-1] == "built"
+    as_json = json.loads(run("list", "--json", cwd=tmp_path).stdout)
+    assert [(c["key"], c["status"]) for c in as_json] == [("en_default", "built"),
+                                                          ("en_bye", "built")]
     assert run("verify", cwd=tmp_path).stdout.startswith("ok: 2 clips")
     again = run("build", cwd=tmp_path)
     assert again.stdout.splitlines() == [again.stdout.splitlines()[-1]]

@@ -77,7 +77,7 @@ def test_preview_prints_summary_waveform_and_one_no_device_line(
     assert f"  text       {entry.text}" in lines
     assert "  language   zh" in lines
     assert "  engine     espeak / cmn" in lines
-    assert "  status     final" in lines
+    assert "  status     built" in lines
     assert f"  version    {manifest.version} (built {manifest.built_at})" in lines
     assert any(line.startswith(f"  duration   {entry.duration:.2f} s ({entry.samples} samples")
                for line in lines)
@@ -88,7 +88,7 @@ def test_preview_prints_summary_waveform_and_one_no_device_line(
     assert "█" in wave[-1]  # speech normalized to -18 LUFS reaches the top third
     assert lines[12] == time_axis(entry.duration, 60)
     assert lines[13:] == ["not played: audio output disabled (GREETKIT_AUDIO=none); write it "
-                          "with --out FILE.wav to listen elsewhere"]
+                          "with --wav FILE.wav to listen elsewhere"]
 
 
 def test_no_sounddevice_is_one_line_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,17 +103,31 @@ def test_no_sounddevice_is_one_line_not_a_failure(monkeypatch: pytest.MonkeyPatc
 def test_out_writes_the_stored_bytes(bank: tuple[Path, Manifest], tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """--out FILE.wav is a byte-for-byte copy of the stored clip, and the hint to use --out is
+    """--wav FILE.wav is a byte-for-byte copy of the stored clip, and the hint to use --wav is
     not repeated once it was given."""
     root, manifest = bank
     monkeypatch.setenv(AUDIO_ENV, "none")
     target = tmp_path / "zh.wav"
     code, out, _ = run(capsys, "preview", "zh_default", "-c", str(root / "voices.yaml"),
-                       "--out", str(target))
+                       "--wav", str(target))
     assert code == 0
     stored = root / "greetings" / manifest.by_key()["zh_default"].file
     assert target.read_bytes() == stored.read_bytes()
     assert out.splitlines()[-1] == "not played: audio output disabled (GREETKIT_AUDIO=none)"
+
+
+def test_out_names_the_store_as_in_every_command(bank: tuple[Path, Manifest], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """-o/--out is the store to read (as for build, list, verify), not a WAV to write."""
+    root, _ = bank
+    monkeypatch.setenv(AUDIO_ENV, "none")
+    elsewhere = shutil.copytree(root / "greetings", tmp_path / "moved")
+    code, out, err = run(capsys, "preview", "zh_default", "-c", str(tmp_path / "none.yaml"),
+                         "-o", str(elsewhere), "--no-play")
+    assert code == 0, err
+    assert "你好" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moved"]  # nothing written
 
 
 def test_rate_picks_the_stored_variant(bank: tuple[Path, Manifest], tmp_path: Path,
@@ -126,7 +140,7 @@ def test_rate_picks_the_stored_variant(bank: tuple[Path, Manifest], tmp_path: Pa
     assert variant is not None
     target = tmp_path / "en24.wav"
     code, out, _ = run(capsys, "preview", "en_default", "--rate", "24000", "--no-play",
-                       "-c", str(root / "voices.yaml"), "-o", str(target))
+                       "-c", str(root / "voices.yaml"), "-w", str(target))
     assert code == 0
     assert target.read_bytes() == (root / "greetings" / variant.file).read_bytes()
     assert f"({variant.samples} samples at 24000 Hz" in out
@@ -180,7 +194,7 @@ def test_audition_renders_text_without_touching_the_store(
     target = tmp_path / "audition.wav"
     code, out, err = run(capsys, "preview", "--text", "Welcome back, {{ agent_name }}!",
                          "--language", "en", "-c", str(root / "voices.yaml"), "--width", "40",
-                         "--out", str(target))
+                         "--wav", str(target))
     assert code == 0, err
     assert snapshot(root) == before
     lines = out.splitlines()

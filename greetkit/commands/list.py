@@ -17,8 +17,9 @@ from greetkit.commands._options import config_option, out_option, store_dir
 def command(config: Path, out: Path | None, as_json: bool) -> None:
     """Show the built clips: key, language, engine/voice, duration, loudness, status.
 
-    STATUS is 'ok', 'draft' (rendered by the offline fallback engine) or 'stale' (voices.yaml
-    now asks for something else; run 'greetkit build').
+    STATUS is 'built', 'draft' (rendered by the offline fallback engine) or 'stale'
+    (voices.yaml now asks for something else; run 'greetkit build'). With --json each clip's
+    manifest entry carries the same 'status'.
     """
     from greetkit.errors import GreetkitError, StoreError
     from greetkit.store import Store
@@ -27,9 +28,6 @@ def command(config: Path, out: Path | None, as_json: bool) -> None:
     manifest = Store(root).manifest()
     if manifest is None:
         raise StoreError(f"{root}: no manifest.json; run 'greetkit build' first")
-    if as_json:
-        click.echo(json.dumps([c.to_json() for c in manifest.clips], ensure_ascii=False, indent=2))
-        return
     stale: set[str] = set()
     try:
         from greetkit.spec import load_spec
@@ -41,9 +39,15 @@ def command(config: Path, out: Path | None, as_json: bool) -> None:
                  or wanted[c.key].engine != c.preferred_engine}
     except GreetkitError:
         pass  # no (valid) spec here: list what is built without staleness
+    statuses = {c.key: "stale" if c.key in stale else "draft" if c.draft else "built"
+                for c in manifest.clips}
+    if as_json:
+        click.echo(json.dumps([{**c.to_json(), "status": statuses[c.key]}
+                               for c in manifest.clips], ensure_ascii=False, indent=2))
+        return
     rows = [("KEY", "LANG", "ENGINE/VOICE", "DUR", "LUFS", "TP dB", "STATUS")]
     for c in manifest.clips:
-        status = "stale" if c.key in stale else "draft" if c.draft else "ok"
+        status = statuses[c.key]
         rows.append((c.key, c.language, f"{c.engine}/{c.voice}", f"{c.duration:.2f}s",
                      f"{c.lufs:.1f}", f"{c.true_peak_db:.1f}", status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

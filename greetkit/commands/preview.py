@@ -15,15 +15,17 @@ _RATES = click.Choice(["8000", "16000", "22050", "24000", "32000", "44100", "480
 @click.command()
 @click.argument("key", required=False)
 @config_option
-@click.option("--store", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The greetings store [default: greetings/ next to the config].")
+@click.option("-o", "--out", "--store", "store", type=click.Path(file_okay=False, path_type=Path),
+              default=None,
+              help="The greetings store, as for every command [default: greetings/ next to "
+                   "the config].")
 @click.option("--text", help="Audition this text instead of a stored clip (not stored).")
 @click.option("--language", help="Language of --text [default: the spec's default].")
 @click.option("--voice", help="Voice for --text [default: the language's voice].")
 @click.option("--engine", help="Engine for --text [default: as a build would choose].")
 @click.option("--rate", type=_RATES, default=None,
               help="Sample rate: a stored variant, or the rate an audition is rendered at.")
-@click.option("-o", "--out", "wav", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-w", "--wav", "wav", type=click.Path(dir_okay=False, path_type=Path),
               default=None, metavar="FILE.wav",
               help="Also write the clip here (a byte-for-byte copy of the stored file).")
 @click.option("--no-play", is_flag=True, help="Do not play the clip.")
@@ -83,5 +85,5 @@ def command(key: str | None, config: Path, store: Path | None, text: str | None,
             click.echo("played on the default audio output")
         else:
             # One line, and success: no sound card is normal on a server or in CI.
-            hint = "" if wav else "; write it with --out FILE.wav to listen elsewhere"
+            hint = "" if wav else "; write it with --wav FILE.wav to listen elsewhere"
             click.echo(problem + hint)
