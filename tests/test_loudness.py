@@ -449,3 +449,22 @@ def test_command_unreadable_file_is_one_line_and_nonzero(tmp_path, capsys) -> No
     assert err.startswith(f"greetkit: {bad}: cannot read audio") and "\n" not in err
     result = CliRunner().invoke(cli, ["loudness", str(tmp_path / "missing.wav")])
     assert result.exit_code != 0
+
+
+def test_command_measures_good_files_beside_a_bad_one(wavs, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`greetkit loudness GOOD.wav voices.yaml missing.wav`: GOOD's row is printed, then one
+    line per unreadable file (a missing one says so plainly), exit 1."""
+    tone_path, _ = wavs
+    spec = tmp_path / "voices.yaml"
+    spec.write_text("version: 1\n", encoding="utf-8")
+    missing = tmp_path / "missing.wav"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["loudness", str(tone_path), str(spec), str(missing)])
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    _header, row = captured.out.splitlines()
+    assert row.split()[:2] == [str(tone_path), "-23.0"]
+    assert captured.err.splitlines() == [
+        f"greetkit: {spec}: cannot read audio (Format not recognised.)",
+        f"greetkit: {missing}: no such file; check the path",
+    ]

@@ -27,11 +27,17 @@ def measure_file(path: Path) -> LoudnessReport:
     from greetkit.errors import AudioError
     from greetkit.loudness import measure
 
+    if not path.exists():
+        raise AudioError(f"{path}: no such file; check the path")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a regular file; give an audio file")
     try:
         # float32 halves memory on long files; the meters widen to float64 chunk by chunk.
         samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # libsndfile's own words, without soundfile's "Error opening '<path>': " prefix
+        reason = getattr(exc, "error_string", None) or (
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise AudioError(f"{path}: cannot read audio ({reason})") from exc
     return measure(samples, rate)
 
@@ -57,10 +63,20 @@ def command(files: tuple[Path, ...], as_json: bool) -> None:
     EBU Tech 3342), maximum momentary and short-term loudness (LUFS) and true peak (dBTP,
     oversampled). Clips shorter than 0.4 s are measured as one block and flagged;
     silence reads -inf (null in --json).
+
+    Every readable file is measured; the ones that cannot be read are named afterwards, one
+    line each, and the exit code is 1.
     """
+    from greetkit.errors import AudioError
+
     rows = [("FILE", "I LUFS", "LRA LU", "M max", "S max", "TP dBTP", "NOTES")]
+    failures: list[str] = []
     for path in files:
-        report = measure_file(path)
+        try:
+            report = measure_file(path)
+        except AudioError as exc:
+            failures.append(str(exc))
+            continue
         if as_json:
             numbers = (report.integrated_lufs, report.lra, report.max_momentary_lufs,
                        report.max_short_term_lufs, report.true_peak_db)
@@ -71,9 +87,11 @@ def command(files: tuple[Path, ...], as_json: bool) -> None:
         rows.append((str(path), _cell(report.integrated_lufs), f"{report.lra:.1f}",
                      _cell(report.max_momentary_lufs), _cell(report.max_short_term_lufs),
                      _cell(report.true_peak_db), ",".join(report.warnings)))
-    if as_json:
-        return
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        click.echo("  ".join(v.rjust(w) if 0 < i < 6 else v.ljust(w)
-                             for i, (v, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+    if not as_json and len(rows) > 1:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            click.echo("  ".join(v.rjust(w) if 0 < i < 6 else v.ljust(w)
+                                 for i, (v, w) in enumerate(zip(r, widths, strict=True))
+                                 ).rstrip())
+    if failures:
+        raise AudioError("\n".join(failures))
