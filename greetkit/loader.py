@@ -36,7 +36,6 @@ bank for the newest manifest and leaves this one intact.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import mmap
 import os
@@ -54,7 +53,7 @@ import numpy as np
 import numpy.typing as npt
 
 from greetkit.errors import AudioError, ClipNotFound, StoreError, VerifyError
-from greetkit.manifest import MANIFEST_NAME, ClipEntry, Manifest, read_manifest
+from greetkit.manifest import MANIFEST_NAME, ClipEntry, Manifest, read_json, read_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     from livekit import rtc
@@ -605,8 +604,8 @@ def _recover(root: Path) -> tuple[dict[str, dict[str, str]], str | None]:
     """Texts (phrase -> language -> text) and the default language from a manifest this
     greetkit cannot load (newer format, malformed), read leniently for live TTS."""
     try:
-        data = json.loads((root / MANIFEST_NAME).read_bytes())
-    except (OSError, ValueError):
+        data = read_json(root / MANIFEST_NAME)  # size- and depth-bounded, never raises else
+    except (OSError, StoreError):
         return {}, None
     if not isinstance(data, dict):
         return {}, None
@@ -614,16 +613,26 @@ def _recover(root: Path) -> tuple[dict[str, dict[str, str]], str | None]:
     raw_texts = data.get("texts")
     if isinstance(raw_texts, dict):
         for phrase, by_lang in raw_texts.items():
-            if isinstance(phrase, str) and isinstance(by_lang, dict):
+            if _is_text(phrase) and isinstance(by_lang, dict):
                 texts[phrase] = {k: v for k, v in by_lang.items()
-                                 if isinstance(k, str) and isinstance(v, str)}
+                                 if _is_text(k) and _is_text(v)}
     clips = data.get("clips")
     for c in clips if isinstance(clips, list) else ():
-        if isinstance(c, dict) and all(isinstance(c.get(k), str)
-                                       for k in ("phrase", "language", "text")):
+        if isinstance(c, dict) and all(_is_text(c.get(k)) for k in ("phrase", "language", "text")):
             texts.setdefault(c["phrase"], {}).setdefault(c["language"], c["text"])
     default = data.get("default_language")
-    return texts, default if isinstance(default, str) else None
+    return texts, default if _is_text(default) else None
+
+
+def _is_text(value: Any) -> bool:
+    """A string that can be logged and spoken (a lone surrogate from JSON cannot)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load(
@@ -669,6 +678,13 @@ def load(
     mapper = _Mapper(root, _previous)
     clips: dict[str, Clip] = {}
     unavailable: dict[str, str] = {}
+    # Entries the manifest's schema refused: unavailable, their words still spoken live.
+    refused_texts: dict[str, dict[str, str]] = {}
+    for refused in manifest.refused:
+        unavailable[refused.key] = refused.problem
+        log.warning("greetkit: %s (live TTS will say its text)", refused.problem)
+        if refused.phrase and refused.language and refused.text is not None:
+            refused_texts.setdefault(refused.phrase, {})[refused.language] = refused.text
     for entry in manifest.clips:
         try:
             clip, dropped = _map_clip(mapper, entry)
@@ -690,8 +706,8 @@ def load(
     if strict and unavailable:
         raise VerifyError([f"{k}: {v}" for k, v in unavailable.items()])
     load_ms = (time.perf_counter() - started) * 1000
-    bank = Bank(root, manifest, clips, unavailable=unavailable, frame_ms=frame_ms,
-                verify=verify, load_ms=load_ms)
+    bank = Bank(root, manifest, clips, unavailable=unavailable, texts=refused_texts,
+                frame_ms=frame_ms, verify=verify, load_ms=load_ms)
     log.info("greetkit: loaded %s version %d: %d clips (%d unavailable), %.1f MB mapped, "
              "%.2f ms", root, manifest.version, len(clips), len(unavailable),
              bank.nbytes / 1e6, load_ms)

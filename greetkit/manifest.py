@@ -25,6 +25,8 @@ Format 1 (documented in the README):
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -97,12 +99,13 @@ class ClipEntry:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ClipEntry:
-        kwargs = {k: v for k, v in data.items() if k in _ENTRY_FIELDS}
-        kwargs["warnings"] = tuple(data.get("warnings", ()))
-        kwargs["variants"] = tuple(
-            Variant(**{k: v[k] for k in _VARIANT_FIELDS}) for v in data.get("variants", ())
-        )
-        return cls(**kwargs)
+        """The entry described by ``data``; raises :class:`StoreError` naming the first
+        field of the wrong type or out of range (the schema is :data:`CLIP_FIELDS`)."""
+        try:
+            return _clip(data)
+        except _Bad as exc:
+            raise StoreError(f"manifest clip: {exc}; rebuild with 'greetkit build --force'"
+                             ) from None
 
 
 # Computed once: dataclasses.fields() per entry is a measurable share of a 200-clip load.
@@ -125,6 +128,8 @@ class Manifest:
     #: phrase -> {"text": {language: text}} for clips that could not be built; the loader
     #: speaks these with live TTS.
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: Clip entries the schema refused (never serialized): see :func:`validate`.
+    refused: tuple[Refused, ...] = ()
 
     def by_key(self) -> dict[str, ClipEntry]:
         return {c.key: c for c in self.clips}
@@ -146,53 +151,354 @@ class Manifest:
         return json.dumps(self.to_json(), ensure_ascii=False, indent=2, sort_keys=False) + "\n"
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], *, source: str = MANIFEST_NAME) -> Manifest:
-        fmt = data.get("format")
-        if fmt != FORMAT:
-            raise StoreError(
-                f"{source}: manifest format {fmt!r} is not supported by this greetkit "
-                f"(reads format {FORMAT}); upgrade greetkit or rebuild the bank"
-            )
+    def from_json(cls, data: Any, *, source: str = MANIFEST_NAME) -> Manifest:
+        """Validate decoded JSON against the schema (see :func:`validate`)."""
+        return validate(data, source=source)
+
+
+# -- the schema -------------------------------------------------------------------------------
+#
+# Everything read from manifest.json passes through here before any field is used: a reader
+# past this point sees typed, finite, in-range values and relative paths that stay inside the
+# store. A bad clip is *refused* (kept aside with its one-line problem, its words still known
+# for live TTS); a bad top level refuses the whole manifest (StoreError).
+
+#: manifest.json larger than this is refused before it is read (a 1,000-clip bank is ~1.5 MB).
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+#: JSON nesting deeper than this is refused before decoding (the format nests 5 levels).
+MAX_DEPTH = 32
+#: Integers longer than this many digits are out of range for every field (and would cost
+#: quadratic time to convert).
+_MAX_INT_DIGITS = 19
+_MAX_STR = 100_000
+_MAX_LIST = 100_000
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_FIX = "rebuild with 'greetkit build --force'"
+
+
+class _Bad(Exception):
+    """One schema violation (internal): becomes a refused clip or a StoreError."""
+
+
+class _TooBig:
+    """An integer literal with more digits than any field allows (kept as text)."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"{self.digits[:12]}... ({len(self.digits)} digits)"
+
+
+def _parse_int(text: str) -> int | _TooBig:
+    return int(text) if len(text.lstrip("-")) <= _MAX_INT_DIGITS else _TooBig(text)
+
+
+def _show(value: Any) -> str:
+    """A short description of a bad value for a message."""
+    if value is None:
+        return "null (or missing)"
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null", int: "an integer", float: "a number"}.get(type(value), "a number")
+    text = repr(value)
+    return f"{kind} {text[:40] + '...' if len(text) > 40 else text}"
+
+
+def _str(value: Any, name: str, *, empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"{name}: expected a string, got {_show(value)}")
+    if not value and not empty:
+        raise _Bad(f"{name}: is empty")
+    if len(value) > _MAX_STR:
+        raise _Bad(f"{name}: {len(value)} characters (at most {_MAX_STR})")
+    if not value.isascii():
         try:
-            return cls(
-                format=FORMAT,
-                version=int(data["version"]),
-                built_at=str(data["built_at"]),
-                generator=str(data.get("generator", "")),
-                default_language=str(data["default_language"]),
-                languages=tuple(data.get("languages", ())),
-                phrases=tuple(data.get("phrases", ())),
-                texts={p: dict(t) for p, t in data.get("texts", {}).items()},
-                clips=tuple(ClipEntry.from_json(c) for c in data["clips"]),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StoreError(
-                f"{source}: manifest is malformed ({type(exc).__name__}: {exc}); "
-                "rebuild with 'greetkit build --force'"
-            ) from exc
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Bad(f"{name}: holds a lone surrogate (not text)") from None
+    return value
 
 
-def read_manifest(directory: Path) -> Manifest | None:
-    """Read ``directory/manifest.json``; None when there is none yet.
+def _int(value: Any, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, _TooBig):
+        raise _Bad(f"{name}: {value!r} is out of range ({lo}..{hi})")
+    if type(value) is not int:  # bool is an int subclass: refused too
+        raise _Bad(f"{name}: expected an integer, got {_show(value)}")
+    if not lo <= value <= hi:
+        raise _Bad(f"{name}: {value} is out of range ({lo}..{hi})")
+    return value
 
-    Raises :class:`StoreError` for unreadable JSON or an unknown format.
+
+def _float(value: Any, name: str, lo: float, hi: float) -> float:
+    if isinstance(value, _TooBig):
+        raise _Bad(f"{name}: {value!r} is out of range ({lo:g}..{hi:g})")
+    if type(value) not in (int, float):
+        raise _Bad(f"{name}: expected a number, got {_show(value)}")
+    if not lo <= value <= hi:  # also false for NaN
+        raise _Bad(f"{name}: {value!r} is out of range ({lo:g}..{hi:g})")
+    return float(value)
+
+
+def _bool(value: Any, name: str) -> bool:
+    if type(value) is not bool:
+        raise _Bad(f"{name}: expected true or false, got {_show(value)}")
+    return value
+
+
+def _path(value: Any, name: str) -> str:
+    """A store-relative clip path: no NUL or control characters, not absolute, no ``..``."""
+    rel = _str(value, name)
+    if len(rel) > 1024:
+        raise _Bad(f"{name}: path is {len(rel)} characters long")
+    if any(ord(ch) < 32 or ch == "\x7f" for ch in rel):
+        raise _Bad(f"{name}: path {rel[:60]!r} holds a control character")
+    if "\\" in rel:
+        raise _Bad(f"{name}: path {rel[:60]!r} uses '\\' (the store uses '/')")
+    if rel.startswith("/") or re.match(r"[A-Za-z]:", rel):
+        raise _Bad(f"{name}: path {rel[:60]!r} is absolute (must stay inside the store)")
+    parts = rel.split("/")
+    if ".." in parts or "." in parts or "" in parts:
+        raise _Bad(f"{name}: path {rel[:60]!r} leaves the store or is not normalized")
+    return rel
+
+
+def _sha(value: Any, name: str) -> str:
+    digest = _str(value, name)
+    if not _SHA256.fullmatch(digest):
+        raise _Bad(f"{name}: {digest[:70]!r} is not a sha256 hex digest")
+    return digest
+
+
+def _strs(value: Any, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _Bad(f"{name}: expected a list of strings, got {_show(value)}")
+    if len(value) > _MAX_LIST:
+        raise _Bad(f"{name}: {len(value)} items (at most {_MAX_LIST})")
+    return tuple(_str(v, f"{name}[{i}]", empty=True) for i, v in enumerate(value))
+
+
+_RATE = (1000, 768_000)
+_DB = (-1000.0, 1000.0)
+_BYTES = (1, 2**32)  # RIFF sizes are 32-bit
+_SAMPLES = (0, 2**31)
+_OFFSET = (12, 2**32)
+
+
+def _variant(data: Any, name: str) -> Variant:
+    if not isinstance(data, dict):
+        raise _Bad(f"{name}: expected an object, got {_show(data)}")
+    g = data.get
+    return Variant(
+        sample_rate=_int(g("sample_rate"), f"{name}.sample_rate", *_RATE),
+        file=_path(g("file"), f"{name}.file"),
+        sha256=_sha(g("sha256"), f"{name}.sha256"),
+        bytes=_int(g("bytes"), f"{name}.bytes", *_BYTES),
+        data_offset=_int(g("data_offset"), f"{name}.data_offset", *_OFFSET),
+        samples=_int(g("samples"), f"{name}.samples", *_SAMPLES),
+        lufs=_float(g("lufs"), f"{name}.lufs", *_DB),
+        true_peak_db=_float(g("true_peak_db"), f"{name}.true_peak_db", *_DB),
+    )
+
+
+def _clip(data: Any) -> ClipEntry:
+    """One clip entry, every field checked (a missing field reads as null: refused)."""
+    if not isinstance(data, dict):
+        raise _Bad(f"expected an object, got {_show(data)}")
+    g = data.get
+    variants = g("variants", [])
+    if not isinstance(variants, list) or len(variants) > 64:
+        raise _Bad(f"variants: expected a list of at most 64 objects, got {_show(variants)}")
+    reason = g("draft_reason")
+    return ClipEntry(
+        key=_str(g("key"), "key"),
+        phrase=_str(g("phrase"), "phrase"),
+        language=_str(g("language"), "language"),
+        text=_str(g("text"), "text", empty=True),
+        engine=_str(g("engine"), "engine", empty=True),
+        voice=_str(g("voice"), "voice", empty=True),
+        preferred_engine=_str(g("preferred_engine"), "preferred_engine", empty=True),
+        draft=_bool(g("draft"), "draft"),
+        draft_reason=None if reason is None else _str(reason, "draft_reason", empty=True),
+        content_key=_str(g("content_key"), "content_key", empty=True),
+        file=_path(g("file"), "file"),
+        sha256=_sha(g("sha256"), "sha256"),
+        bytes=_int(g("bytes"), "bytes", *_BYTES),
+        data_offset=_int(g("data_offset"), "data_offset", *_OFFSET),
+        sample_rate=_int(g("sample_rate"), "sample_rate", *_RATE),
+        channels=_int(g("channels"), "channels", 1, 64),
+        samples=_int(g("samples"), "samples", *_SAMPLES),
+        duration=_float(g("duration"), "duration", 0.0, 2.0**31),
+        lufs=_float(g("lufs"), "lufs", *_DB),
+        true_peak_db=_float(g("true_peak_db"), "true_peak_db", *_DB),
+        target_lufs=_float(g("target_lufs"), "target_lufs", *_DB),
+        true_peak_ceiling_db=_float(g("true_peak_ceiling_db"), "true_peak_ceiling_db", *_DB),
+        gain_db=_float(g("gain_db"), "gain_db", *_DB),
+        limiter_db=_float(g("limiter_db"), "limiter_db", *_DB),
+        warnings=_strs(g("warnings", []), "warnings"),
+        variants=tuple(_variant(v, f"variants[{i}]") for i, v in enumerate(variants)),
+    )
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A clip entry the schema refused: where it was, why, and what is still known of it
+    (its words, when those fields are sound, so live TTS can say them)."""
+
+    #: Its key when that is a sound string, else its position (``clips[3]``).
+    key: str
+    #: One line: ``<manifest>: clips[3] (en_default): samples: expected an integer ...``.
+    problem: str
+    phrase: str | None = None
+    language: str | None = None
+    text: str | None = None
+
+
+def _refusal(data: Any, index: int, problem: str, source: str) -> Refused:
+    def sound(name: str) -> str | None:
+        try:
+            return _str(data.get(name), name) if isinstance(data, dict) else None
+        except _Bad:
+            return None
+
+    key = sound("key")
+    where = f"clips[{index}]" + (f" ({key})" if key else "")
+    return Refused(key=key or f"clips[{index}]",
+                   problem=f"{source}: {where}: {problem}; the clip is refused, {_FIX}",
+                   phrase=sound("phrase"), language=sound("language"), text=sound("text"))
+
+
+def validate(data: Any, *, source: str = MANIFEST_NAME) -> Manifest:
+    """Check decoded manifest JSON against the schema; the one place fields are trusted.
+
+    A bad top level (not an object, unknown ``format``, ``version`` not a sane integer,
+    ``clips`` not a list ...) raises :class:`StoreError` with one line naming the field. A bad
+    clip (a field of the wrong type, out of range, a path leaving the store, a duplicate key)
+    is left out of :attr:`Manifest.clips` and listed in :attr:`Manifest.refused`.
+
+    >>> validate({"format": 1, "version": "7"})  # doctest: +SKIP
+    StoreError: manifest.json: version: expected an integer, got a string '7'; ...
     """
-    path = directory / MANIFEST_NAME
+    if not isinstance(data, dict):
+        raise StoreError(f"{source}: manifest is not a JSON object; {_FIX}")
+    fmt = data.get("format")
+    if type(fmt) is not int or fmt != FORMAT:
+        raise StoreError(
+            f"{source}: manifest format {fmt!r:.40} is not supported by this greetkit "
+            f"(reads format {FORMAT}); upgrade greetkit or rebuild the bank"
+        )
     try:
-        raw = path.read_bytes()
+        g = data.get
+        raw_texts = g("texts", {})
+        if not isinstance(raw_texts, dict):
+            raise _Bad(f"texts: expected an object, got {_show(raw_texts)}")
+        texts: dict[str, dict[str, str]] = {}
+        for phrase, by_lang in raw_texts.items():
+            where = f"texts.{_str(phrase, 'texts: phrase name'):.40}"
+            if not isinstance(by_lang, dict):
+                raise _Bad(f"{where}: expected an object, got {_show(by_lang)}")
+            texts[phrase] = {_str(lang, f"{where}: language name"):
+                             _str(t, f"{where}.{lang:.20}", empty=True)
+                             for lang, t in by_lang.items()}
+        clips_raw = g("clips")
+        if not isinstance(clips_raw, list):
+            raise _Bad(f"clips: expected a list, got {_show(clips_raw)}")
+        version = _int(g("version"), "version", 0, 2**53)
+        built_at = _str(g("built_at"), "built_at", empty=True)
+        generator = _str(g("generator", ""), "generator", empty=True)
+        default_language = _str(g("default_language"), "default_language")
+        languages = _strs(g("languages", []), "languages")
+        phrases = _strs(g("phrases", []), "phrases")
+    except _Bad as exc:
+        raise StoreError(f"{source}: manifest is malformed: {exc}; {_FIX}") from None
+    clips: list[ClipEntry] = []
+    refused: list[Refused] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(clips_raw):
+        try:
+            entry = _clip(raw)
+            if entry.key in seen:
+                raise _Bad(f"key: {entry.key!r} is used by an earlier clip")
+        except _Bad as exc:
+            refused.append(_refusal(raw, i, str(exc), source))
+            continue
+        seen.add(entry.key)
+        clips.append(entry)
+    return Manifest(version=version, built_at=built_at, generator=generator,
+                    default_language=default_language, languages=languages,
+                    phrases=phrases, texts=texts, clips=tuple(clips), refused=tuple(refused))
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = re.compile(rb"[^\[\]{}]+")
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON text, outside strings.
+
+    Scanned before decoding: the decoder recurses once per level and would raise
+    RecursionError near 1,000 levels. Regex passes keep it fast (~2 ms for a 1 MB manifest).
+    """
+    brackets = _NOT_BRACKETS.sub(b"", _STRINGS.sub(b"", raw))
+    depth = deepest = 0
+    for byte in brackets:
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def read_json(path: Path) -> Any:
+    """The decoded JSON of a manifest file, size and depth checked first.
+
+    Raises FileNotFoundError when there is none, :class:`StoreError` for anything else:
+    unreadable, larger than :data:`MAX_MANIFEST_BYTES`, nested deeper than :data:`MAX_DEPTH`,
+    or not JSON. Integers too long for any field decode as an out-of-range marker.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
     except FileNotFoundError:
-        return None
+        raise
     except OSError as exc:
         raise StoreError(f"{path}: cannot read manifest ({exc.strerror})") from exc
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StoreError(
-            f"{path}: manifest is not valid JSON ({exc}); rebuild with 'greetkit build --force'"
-        ) from exc
-    if not isinstance(data, dict):
-        raise StoreError(f"{path}: manifest is not a JSON object; rebuild the bank")
-    return Manifest.from_json(data, source=str(path))
+        with open(fd, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(MAX_MANIFEST_BYTES + 1) if size <= MAX_MANIFEST_BYTES else b""
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read manifest ({exc.strerror})") from exc
+    if size > MAX_MANIFEST_BYTES:
+        raise StoreError(f"{path}: manifest is {size} bytes, more than the "
+                         f"{MAX_MANIFEST_BYTES} a greetkit manifest can be; {_FIX}")
+    if len(raw) > MAX_MANIFEST_BYTES:  # grew while being read, or not a regular file
+        raise StoreError(f"{path}: manifest is larger than {MAX_MANIFEST_BYTES} bytes; {_FIX}")
+    depth = json_depth(raw)
+    if depth > MAX_DEPTH:
+        raise StoreError(f"{path}: manifest nests {depth} levels deep (a manifest has at "
+                         f"most {MAX_DEPTH}); {_FIX}")
+    try:
+        return json.loads(raw, parse_int=_parse_int)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise StoreError(f"{path}: manifest is not valid JSON ({exc}); {_FIX}") from None
+
+
+def read_manifest(directory: Path) -> Manifest | None:
+    """Read and validate ``directory/manifest.json``; None when there is none yet.
+
+    Raises :class:`StoreError` (one line naming the file and the fix) when the file cannot
+    be read, is too large or too deep, is not JSON, or its top level is not a format-1
+    manifest. Bad clips do not raise: they are in :attr:`Manifest.refused`.
+    """
+    path = directory / MANIFEST_NAME
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        return None
+    return validate(data, source=str(path))
 
 
 def clip_keys(clips: Sequence[ClipEntry]) -> list[str]:

@@ -195,6 +195,7 @@ def collect(store_dir: Path | str, spec_path: Path | str | None = None,
             notes.append(f"voices.yaml could not be read ({first}); coverage and stale flags "
                          "come from the manifest alone")
     wanted = {c.key: c for c in spec.clips} if spec else {}
+    notes += [r.problem for r in manifest.refused]  # clips the manifest's schema refused
 
     rows = []
     for entry in manifest.clips:

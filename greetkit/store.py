@@ -318,14 +318,22 @@ class Store:
         manifest = manifest or self.manifest()
         if manifest is None:
             return [f"{self.manifest_path}: no manifest; run 'greetkit build'"]
-        problems = []
+        problems = [r.problem for r in manifest.refused]  # failed the manifest's schema
         for entry in manifest.clips:
             problems += self.check_entry(entry)
         return problems
 
     def referenced(self, manifest: Manifest | None) -> set[str]:
+        """File names (in ``clips/``) the manifest names.
+
+        Raises :class:`StoreError` when the manifest refused clips: which files those use
+        cannot be trusted, so nothing may be deleted against it.
+        """
         if manifest is None:
             return set()
+        if manifest.refused:
+            raise StoreError(f"{manifest.refused[0].problem} (and {len(manifest.refused) - 1} "
+                             "more); gc deletes nothing while the manifest refuses clips")
         names = set()
         for c in manifest.clips:
             names.add(Path(c.file).name)
