@@ -50,12 +50,12 @@ def command(config: Path, out: Path | None, as_json: bool) -> None:
         status = statuses[c.key]
         rows.append((c.key, c.language, f"{c.engine}/{c.voice}", f"{c.duration:.2f}s",
                      f"{c.lufs:.1f}", f"{c.true_peak_db:.1f}", status))
-    for r in manifest.refused:  # failed the manifest's schema: why is on stderr
-        rows.append((r.key, r.language or "?", "?", "-", "-", "-", "refused"))
+    for bad in manifest.refused:  # failed the manifest's schema: why is on stderr
+        rows.append((bad.key, bad.language or "?", "?", "-", "-", "-", "refused"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     click.echo(f"{len(manifest.clips)} clips, version {manifest.version}, "
                f"built {manifest.built_at}")
-    for r in manifest.refused:
-        click.echo(f"greetkit: {r.problem}", err=True)
+    for bad in manifest.refused:
+        click.echo(f"greetkit: {bad.problem}", err=True)
