@@ -72,6 +72,9 @@ RELATIVE_GATE_LU = -10.0
 LRA_RELATIVE_GATE_LU = -20.0
 LRA_LOW_PERCENTILE = 10.0
 LRA_HIGH_PERCENTILE = 95.0
+#: Limiter gain reduction (dB) past which a clip is flagged ``heavy-limiting``: beyond ~6 dB a
+#: look-ahead limiter audibly flattens speech, so the take or the target needs a look.
+HEAVY_LIMITING_DB = 6.0
 # BS.1770 eq. 2: L = -0.691 + 10 log10(sum G_i z_i); -0.691 puts a 997 Hz 0 dBFS sine
 # in the first channel at -3.01 LKFS.
 LOUDNESS_OFFSET = -0.691
@@ -657,8 +660,9 @@ def normalize(samples: npt.ArrayLike, sample_rate: float, target_lufs: float,
         threshold -= final_peak - ceiling_db + 0.01
     if not converged:
         warnings.append("loudness-not-converged")
-    if reduction > 12.0:
-        warnings.append("heavy-limiting")
+    if reduction > HEAVY_LIMITING_DB:
+        warnings.append(f"heavy-limiting: the limiter took {reduction:.1f} dB; use a less "
+                        "peaky take or a lower loudness target")
     return out, NormalizeReport(gain_db, reduction, level, final_peak, tuple(warnings))
 
 

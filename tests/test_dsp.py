@@ -136,6 +136,23 @@ def test_peaky_audio_is_limited_and_reported() -> None:
     assert out.lufs == pytest.approx(-18.0, abs=0.05)
 
 
+def test_heavy_limiting_is_flagged_light_limiting_is_not() -> None:
+    """More than 6 dB of limiter gain reduction adds a 'heavy-limiting' warning naming the
+    amount; a clip limited by less (or not at all) carries no such warning."""
+    light = 0.1 * burst(48000)
+    light[60000:60020] += 0.1
+    heavy = 0.1 * burst(48000)
+    heavy[60000:60020] += 0.95  # a click ~20 dB above the speech peaks
+    light_out = process(light, 48000, DspParams(), seed=1)
+    heavy_out = process(heavy, 48000, DspParams(), seed=1)
+    assert 0 < light_out.limiter_db <= 6.0
+    assert not any(w.startswith("heavy-limiting") for w in light_out.warnings)
+    assert heavy_out.limiter_db > 6.0
+    (flag,) = [w for w in heavy_out.warnings if w.startswith("heavy-limiting")]
+    assert f"the limiter took {heavy_out.limiter_db:.1f} dB" in flag
+    assert heavy_out.true_peak_db <= -1.5
+
+
 def test_short_clip_is_processed_with_a_warning() -> None:
     """A 0.2 s sound (trimmed clip < 0.4 s) is normalized by the one-block policy and
     flagged 'short-clip'."""

@@ -40,6 +40,7 @@ from greetkit.cli import cli, main
 from greetkit.engines import get_engine
 from greetkit.engines.base import RenderRequest
 from greetkit.loudness import (
+    HEAVY_LIMITING_DB,
     PRESETS,
     integrated_loudness,
     k_weighting_coefficients,
@@ -371,14 +372,18 @@ def test_limiter_holds_the_true_peak_not_just_the_sample_peak() -> None:
 def test_limiter_holds_ceiling_on_peaky_espeak_speech(speech: list[tuple[Array, int]],
                                                       preset: str) -> None:
     """Real espeak speech (17-19 dB peak-to-loudness) normalized to a preset: loudness
-    within 0.05 LU by our meter, true peak <= ceiling, and the limiter did act."""
+    within 0.05 LU by our meter, true peak <= ceiling, and the limiter did act; the only
+    possible warning is heavy-limiting, exactly when it took more than 6 dB (podcast's
+    -16 LUFS under a -1 dBTP ceiling takes ~6.7 dB on espeak's peaky speech)."""
     target, ceiling = PRESETS[preset]
     for samples, rate in speech:
         out, report = normalize(samples, rate, target, ceiling)
         assert integrated_loudness(out, rate) == pytest.approx(target, abs=0.05)
         assert true_peak(out, rate) <= ceiling
         assert report.limiter_db > 0.0 and report.true_peak_db <= ceiling
-        assert not report.warnings
+        heavy = report.limiter_db > HEAVY_LIMITING_DB
+        assert [w.split(":")[0] for w in report.warnings] == (["heavy-limiting"] if heavy
+                                                              else [])
 
 
 def test_limiter_gain_is_smooth(speech: list[tuple[Array, int]]) -> None:
