@@ -375,32 +375,63 @@ def oversample(samples: npt.ArrayLike, sample_rate: float) -> tuple[FloatArray, 
     return y, factor
 
 
-def _refined_peak(y: FloatArray, begin: int = 0, end: int | None = None) -> float:
-    """Largest |y| over all channels in rows ``begin:end``, refined by a parabola through
-    the peak and its neighbours (the oversampled grid can sit up to half a step off the
-    analog peak). Neighbours may lie outside ``begin:end``."""
-    mag = np.abs(y)
-    end = mag.shape[0] if end is None else end
-    flat = int(np.argmax(mag[begin:end]))
-    i, ch = divmod(flat, mag.shape[1])
-    i += begin
-    peak = float(mag[i, ch])
-    if 0 < i < mag.shape[0] - 1:
-        left, right = float(mag[i - 1, ch]), float(mag[i + 1, ch])
-        curvature = left - 2.0 * peak + right
-        # Only at a local maximum (the window's edge row may be on a slope), and not at a
-        # corner of |y| at a zero crossing.
-        if curvature < 0.0 and peak >= left and peak >= right:
-            peak -= 0.125 * (left - right) ** 2 / curvature  # vertex of the parabola
-            peak = max(peak, float(mag[i, ch]))
-    return peak
+@lru_cache(maxsize=16)
+def _polyphase(factor: int) -> FloatArray:
+    """:func:`_interpolator` as a ``(2 * half + 1, factor)`` matrix: output row ``k`` of the
+    x``factor`` signal is ``window(k) @ matrix``, ``window(k)`` being input samples
+    ``k - half .. k + half``. Same taps and alignment as :func:`oversample`."""
+    h = _interpolator(factor) * factor
+    span = 2 * _TP_HALF_TAPS
+    matrix = np.zeros((span + 1, factor))
+    for d in range(span + 1):
+        for p in range(factor):
+            j = factor * (span - d) + p
+            if j < h.size:
+                matrix[d, p] = h[j]
+    return matrix
 
 
-# Input frames per oversampling pass in true_peak: bounds memory on long files (x8 of an
-# hour of stereo would be ~22 GB at once). The context on each side exceeds the
-# interpolator's half-length, so the chunked result equals the one-pass result.
+def _oversample_rows(xpad: FloatArray, frames: npt.NDArray[np.intp], factor: int
+                     ) -> FloatArray:
+    """Oversampled values around input ``frames`` of one zero-padded channel ``xpad``
+    (``_TP_HALF_TAPS`` zeros each side): shape ``frames.shape + (factor,)``. One matrix
+    product per call instead of a polyphase pass over the whole signal."""
+    taps = np.arange(2 * _TP_HALF_TAPS + 1)
+    windows = xpad[frames[..., None] + taps]
+    return np.asarray(windows @ _polyphase(factor), dtype=np.float64)
+
+
+# Input frames per block in true_peak: only blocks whose bound can beat the sample peak are
+# oversampled, a few at a time (bounded memory on long files).
+_BLOCK_FRAMES = 256
+_BLOCKS_PER_PASS = 64
 _CHUNK_FRAMES = 1 << 14
-_CHUNK_CONTEXT = 2 * _TP_HALF_TAPS
+
+
+def _block_bounds(x: npt.NDArray[np.floating[Any]]) -> FloatArray:
+    """Per block of ``_BLOCK_FRAMES`` input frames, the largest magnitude (all channels) an
+    interpolated sample in it can draw on: the block's and its neighbours' peaks (the
+    interpolator's reach, half taps + 1, is under one block)."""
+    n = x.shape[0]
+    blocks = -(-n // _BLOCK_FRAMES)
+    mag = np.zeros(blocks * _BLOCK_FRAMES)
+    mag[:n] = np.max(np.abs(x), axis=1)
+    block_peak = mag.reshape(blocks, _BLOCK_FRAMES).max(axis=1)
+    reach = block_peak.copy()
+    reach[1:] = np.maximum(reach[1:], block_peak[:-1])
+    reach[:-1] = np.maximum(reach[:-1], block_peak[1:])
+    return np.asarray(reach, dtype=np.float64)
+
+
+def _block_rows(xpad: FloatArray, group: npt.NDArray[np.intp], n: int, factor: int
+                ) -> FloatArray:
+    """Oversampled values of blocks ``group`` of one padded channel, with one input frame
+    of margin each side (frames start-1 .. start+B; frames off the ends read as zeros):
+    shape ``(len(group), (B + 2) * factor)``."""
+    frames = group[:, None] * _BLOCK_FRAMES + np.arange(-1, _BLOCK_FRAMES + 1)
+    inside = (frames >= 0) & (frames < n)
+    rows = _oversample_rows(xpad, np.clip(frames, 0, max(n - 1, 0)), factor)
+    return np.asarray((rows * inside[..., None]).reshape(group.size, -1), dtype=np.float64)
 
 
 def true_peak(samples: npt.ArrayLike, sample_rate: float) -> float:
@@ -418,24 +449,44 @@ def true_peak(samples: npt.ArrayLike, sample_rate: float) -> float:
     x = _frames(samples)
     if x.shape[0] == 0 or not np.any(x):
         return -math.inf
-    n = x.shape[0]
+    n, channels = x.shape
+    factor = oversampling_factor(sample_rate)
+    # Cheap bound first: an interpolated sample is a weighted sum of the input samples in
+    # reach, so it cannot exceed their largest magnitude times the largest L1 norm of a
+    # polyphase branch. The sample peak is a floor of the true peak, so a block whose
+    # bound is under the peak found so far is never oversampled; the rest are visited
+    # loudest bound first and oversampled exactly (the result is the same as one pass).
+    bound = _block_bounds(x) * _branch_gain(factor)
     peak = float(np.max(np.abs(x)))
-    # An interpolated sample is a weighted sum of input samples, so it cannot exceed the
-    # largest input magnitude in reach times the largest L1 norm of a polyphase branch.
-    # Visiting chunks loudest first, every chunk whose bound is under the peak found so far
-    # is skipped without changing the result (quiet passages of long programmes).
-    bound = _branch_gain(oversampling_factor(sample_rate))
-    starts = range(0, n, _CHUNK_FRAMES)
-    reach = [float(np.max(np.abs(x[max(0, a - _CHUNK_CONTEXT):a + _CHUNK_FRAMES
-                                   + _CHUNK_CONTEXT]))) for a in starts]
-    for reach_peak, start in sorted(zip(reach, starts, strict=True), reverse=True):
-        if reach_peak * bound <= peak:
+    order = np.argsort(-bound, kind="stable")
+    order = order[bound[order] > peak]
+    pads = [np.concatenate([np.zeros(_TP_HALF_TAPS), np.asarray(x[:, c], np.float64),
+                            np.zeros(_TP_HALF_TAPS)]) for c in range(channels)]
+    for first in range(0, order.size, _BLOCKS_PER_PASS):
+        group = order[first:first + _BLOCKS_PER_PASS]
+        if float(bound[group[0]]) <= peak:
             break
-        stop = min(n, start + _CHUNK_FRAMES)
-        lo, hi = max(0, start - _CHUNK_CONTEXT), min(n, stop + _CHUNK_CONTEXT)
-        y, factor = oversample(x[lo:hi], sample_rate)
-        peak = max(peak, _refined_peak(y, (start - lo) * factor, (stop - lo) * factor))
+        for xpad in pads:
+            rows = _block_rows(xpad, group, n, factor)
+            peak = max(peak, _refined_block_peak(np.abs(rows), factor))
     return 20.0 * math.log10(peak)
+
+
+def _refined_block_peak(mag: FloatArray, factor: int) -> float:
+    """Largest value over rows of ``mag`` (one block each, with ``factor`` values of margin
+    at both ends), refined by a parabola through it and its neighbours (the oversampled
+    grid can sit up to half a step off the analog peak)."""
+    inner = mag[:, factor:mag.shape[1] - factor]
+    flat = int(np.argmax(inner))
+    row, col = divmod(flat, inner.shape[1])
+    i = col + factor
+    peak = float(mag[row, i])
+    left, right = float(mag[row, i - 1]), float(mag[row, i + 1])
+    curvature = left - 2.0 * peak + right
+    # Only at a local maximum, and not at a corner of |y| at a zero crossing.
+    if curvature < 0.0 and peak >= left and peak >= right:
+        peak = max(peak, peak - 0.125 * (left - right) ** 2 / curvature)
+    return peak
 
 
 @lru_cache(maxsize=16)
@@ -517,17 +568,43 @@ def integrated_loudness(samples: npt.ArrayLike, sample_rate: float) -> float:
 
 # -- true-peak limiter -----------------------------------------------------------------------
 
-def _peak_envelope(y: FloatArray, factor: int, frames: int) -> FloatArray:
-    """Per input sample, the largest oversampled magnitude (over all channels) within about
-    one input sample of it: the true-peak envelope the limiter keeps under the ceiling.
-    ``y`` is :func:`oversample`'s output for ``frames`` input samples."""
-    mag = np.max(np.abs(y), axis=1)
-    # Row k covers oversampled k*factor - factor//2 .. k*factor + factor - factor//2 - 1;
-    # take the next row too, so every peak is seen by both neighbouring samples.
-    padded = np.concatenate([np.zeros(factor // 2), mag[: frames * factor],
-                             np.zeros(factor)])
-    env = padded[: (frames + 1) * factor].reshape(frames + 1, factor).max(axis=1)
-    return np.asarray(np.maximum(env[:frames], env[1:frames + 1]), dtype=np.float64)
+class _Envelope:
+    """Per input sample, the largest oversampled magnitude (all channels) within about one
+    input sample of it: the true-peak envelope a limiter keeps under its threshold.
+
+    ``at_least(level)`` returns per input sample the envelope, exact in every block whose
+    cheap bound (see :func:`true_peak`) exceeds ``level`` and 0 elsewhere: where the bound
+    is under the level the exact value is too, so a limiter asking "where is the envelope
+    over my threshold" gets the same answer. Blocks are oversampled once and cached.
+    """
+
+    def __init__(self, x: FloatArray, sample_rate: float) -> None:
+        self.x, self.n = x, x.shape[0]
+        self.factor = oversampling_factor(sample_rate)
+        self.bound = _block_bounds(x) * _branch_gain(self.factor)
+        self.env = np.zeros(self.bound.size * _BLOCK_FRAMES)
+        self.level = math.inf  # every block with bound > level is exact
+        self.pads = [np.concatenate([np.zeros(_TP_HALF_TAPS), x[:, c], np.zeros(_TP_HALF_TAPS)])
+                     for c in range(x.shape[1])]
+
+    def at_least(self, level: float) -> FloatArray:
+        if level < self.level:
+            todo = np.flatnonzero((self.bound > level) & (self.bound <= self.level))
+            f, b = self.factor, _BLOCK_FRAMES
+            for first in range(0, todo.size, _BLOCKS_PER_PASS):
+                group = todo[first:first + _BLOCKS_PER_PASS]
+                mag = np.zeros((group.size, (b + 2) * f))
+                for xpad in self.pads:
+                    mag = np.maximum(mag, np.abs(_block_rows(xpad, group, self.n, f)))
+                # Row j is oversampled index (a - 1) f + j; sample a + i takes indices
+                # (a + i) f - f//2 .. (a + i + 2) f - f//2 - 1, so both neighbours see a peak.
+                cells = mag[:, f - f // 2:f - f // 2 + (b + 1) * f].reshape(
+                    group.size, b + 1, f).max(axis=2)
+                env = np.maximum(cells[:, :b], cells[:, 1:])
+                idx = group[:, None] * b + np.arange(b)
+                self.env[idx] = env
+            self.level = level
+        return self.env[:self.n]
 
 
 def _limiter_gain(envelope: FloatArray, threshold_db: float, half: int, release: float
@@ -573,20 +650,19 @@ def limit(samples: npt.ArrayLike, sample_rate: float, ceiling_db: float, *,
     x = as_float_frames(samples)
     if x.shape[0] == 0:
         return x, 0.0
-    y, factor = oversample(x, sample_rate)
-    env = _peak_envelope(y, factor, x.shape[0])
-    return _limit_verified(x, sample_rate, env, ceiling_db - margin_db, ceiling_db,
-                           lookahead_ms, release_ms)
+    return _limit_verified(x, sample_rate, _Envelope(x, sample_rate),
+                           ceiling_db - margin_db, ceiling_db, lookahead_ms, release_ms)
 
 
-def _limit_verified(x: FloatArray, sample_rate: float, envelope: FloatArray,
+def _limit_verified(x: FloatArray, sample_rate: float, envelope: _Envelope,
                     threshold_db: float, ceiling_db: float, lookahead_ms: float,
                     release_ms: float) -> tuple[FloatArray, float]:
     half = max(1, round(lookahead_ms * 1e-3 * sample_rate))
     release = max(1.0, release_ms * 1e-3 * sample_rate)
     out, reduction = x, 0.0
     for _ in range(8):
-        gain = _limiter_gain(envelope, threshold_db, half, release)
+        env = envelope.at_least(10.0 ** (threshold_db / 20.0))
+        gain = _limiter_gain(env, threshold_db, half, release)
         out = x * gain[:, None]
         reduction = float(-20.0 * np.log10(np.min(gain)))
         over = true_peak(out, sample_rate) - ceiling_db
@@ -628,21 +704,21 @@ def normalize(samples: npt.ArrayLike, sample_rate: float, target_lufs: float,
     if math.isinf(base):
         warnings.append("silent")
         return x, NormalizeReport(0.0, 0.0, base, true_peak(x, sample_rate), tuple(warnings))
-    y, factor = oversample(x, sample_rate)
-    peak = 20.0 * math.log10(max(_refined_peak(y), float(np.max(np.abs(x)))))
+    peak = true_peak(x, sample_rate)
     gain_db = target_lufs - base
     if peak + gain_db <= ceiling_db:
         return x * 10.0 ** (gain_db / 20.0), NormalizeReport(
             gain_db, 0.0, base + gain_db, peak + gain_db, tuple(warnings))
 
     # The envelope scales with the gain, so it is computed once, here.
-    envelope = _peak_envelope(y, factor, x.shape[0])
+    envelope = _Envelope(x, sample_rate)
     half = max(1, round(lookahead_ms * 1e-3 * sample_rate))
     release = max(1.0, release_ms * 1e-3 * sample_rate)
 
     def run(g_db: float, threshold_db: float) -> tuple[FloatArray, float, float]:
         g = 10.0 ** (g_db / 20.0)
-        gain = _limiter_gain(envelope * g, threshold_db, half, release)
+        env = envelope.at_least(10.0 ** (threshold_db / 20.0) / g)
+        gain = _limiter_gain(env * g, threshold_db, half, release)
         limited = x * (g * gain)[:, None]
         level = integrated_loudness(limited, sample_rate)
         return limited, level, float(-20.0 * np.log10(np.min(gain)))
