@@ -430,7 +430,8 @@ def validate(data: Any, *, source: str = MANIFEST_NAME) -> Manifest:
                     phrases=phrases, texts=texts, clips=tuple(clips), refused=tuple(refused))
 
 
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# Unrolled ("normal* (special normal*)*"): about 3x faster than an alternation per character.
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = re.compile(rb"[^\[\]{}]+")
 
 
