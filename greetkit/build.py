@@ -267,6 +267,7 @@ class _Builder:
             key=clip.key, phrase=clip.phrase, language=clip.language, text=clip.text,
             engine=engine_name, voice=voice, preferred_engine=clip.engine,
             draft=engine_name != clip.engine, draft_reason=draft_reason,
+            engine_version=get_engine(engine_name).version(),
             content_key=key, file=stored.file, sha256=stored.sha256, bytes=stored.bytes,
             data_offset=stored.data_offset, sample_rate=BASE_RATE, channels=1,
             samples=stored.samples, duration=round(stored.samples / BASE_RATE, 4),

@@ -81,6 +81,9 @@ class ClipEntry:
     gain_db: float
     limiter_db: float
     draft_reason: str | None = None
+    #: What rendered it: for a LiveKit plugin engine its distribution==version, callable and
+    #: options (None in manifests written before this field).
+    engine_version: str | None = None
     warnings: tuple[str, ...] = ()
     variants: tuple[Variant, ...] = ()
 

@@ -302,6 +302,7 @@ class _Validator:
         self._renderer: Any = None
         self._checked: set[tuple[str, str]] = set()
         self.languages_voices: dict[str, Mapping[str, str]] = {}
+        self.declared: dict[str, Any] = {}
 
     # -- small typed accessors --------------------------------------------------------
     def mapping(self, value: Any, path: Path_, what: str) -> dict[str, Any]:
@@ -428,7 +429,8 @@ class _Validator:
         doc = self.doc
         top = self.mapping(data, (), "sections")
         self.known_keys(top, (), ("version", "defaults", "variables", "languages", "phrases",
-                                  "fallback"))
+                                  "fallback", "engines"))
+        declared = self.declared = self.declared_engines(top.get("engines"))
         version = top.get("version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             doc.error(("version",), f"schema version {version!r} is not supported; "
@@ -476,6 +478,9 @@ class _Validator:
                       "bank into several voices.yaml files")
         if doc.issues:
             return None
+        from greetkit.engines import declare
+
+        declare(declared)
         return Spec(
             path=self.path,
             project_dir=self.project_dir,
@@ -490,6 +495,42 @@ class _Validator:
             warnings=tuple(doc.warnings),
             only=dict(self.only),
         )
+
+    def declared_engines(self, value: Any) -> dict[str, Any]:
+        """The ``engines:`` section: named LiveKit TTS engines (``livekit: module:callable``,
+        ``options:``). The callable is imported and the options checked against its signature."""
+        from greetkit.engines import BUILTIN
+        from greetkit.engines.livekit import LiveKitEngine, option_problems, resolve
+
+        out: dict[str, Any] = {}
+        for name, body in self.mapping(value, ("engines",), "named engines").items():
+            path = ("engines", name)
+            if not _NAME.match(name) or name in BUILTIN:
+                self.doc.error(path, f"engine name {name!r} is not allowed; use lowercase "
+                               "letters, digits and '_', not a built-in engine's name")
+                continue
+            body = self.mapping(body, path, "engine settings")
+            self.known_keys(body, path, ("livekit", "options"))
+            target = self.string(body.get("livekit"), (*path, "livekit"))
+            options = self.mapping(body.get("options"), (*path, "options"), "plugin options")
+            if target is None:
+                continue
+            try:
+                factory = resolve(target)
+            except ValueError as exc:
+                self.doc.error((*path, "livekit"), str(exc))
+                continue
+            for problem in option_problems(factory, options):
+                self.doc.error((*path, "options"), problem)
+            if "voice" in options:
+                self.doc.error((*path, "options", "voice"), "the voice is per language; write "
+                               f"it as 'languages.<code>.voices.{name}: <voice>'")
+            if self.doc.has_issue((*path, "options")) or self.doc.has_issue(
+                    (*path, "options", "voice")):
+                continue
+            out[name] = LiveKitEngine(name, target, options)
+            self.engines.append(name)
+        return out
 
     def sample_rates(self, value: Any, path: Path_) -> tuple[int, ...]:
         if value is None:
@@ -544,8 +585,8 @@ class _Validator:
         from greetkit.engines import get_engine
         from greetkit.errors import GreetkitError
 
-        if (engine_name, voice) in self._checked:
-            return
+        if (engine_name, voice) in self._checked or engine_name in self.declared:
+            return  # declared LiveKit engines: provider voice lists are not generic
         self._checked.add((engine_name, voice))
         if voice in self.languages_voices.get(language, {}).values():
             path = ("languages", language, "voices", engine_name)

@@ -15,7 +15,8 @@ from typing import Any
 from greetkit.engines.base import Engine, RenderedAudio, RenderRequest
 from greetkit.errors import EngineUnavailable
 
-__all__ = ["BUILTIN", "Engine", "RenderRequest", "RenderedAudio", "engine_names", "get_engine"]
+__all__ = ["BUILTIN", "Engine", "RenderRequest", "RenderedAudio", "declare", "engine_names",
+           "get_engine"]
 
 #: name -> "module:Class" for the engines that ship with greetkit.
 BUILTIN: dict[str, str] = {
@@ -27,6 +28,15 @@ BUILTIN: dict[str, str] = {
 ENTRY_POINT_GROUP = "greetkit.engines"
 
 _instances: dict[str, Engine] = {}
+#: Engines declared by name in the voices.yaml loaded last (its ``engines:`` section).
+_declared: dict[str, Engine] = {}
+
+
+def declare(engines: dict[str, Engine]) -> None:
+    """Make the named engines of a voices.yaml's ``engines:`` section resolvable by name,
+    replacing those of the spec loaded before."""
+    _declared.clear()
+    _declared.update(engines)
 
 
 def _plugin_targets() -> dict[str, str]:
@@ -54,6 +64,8 @@ def get_engine(name: str, **options: Any) -> Engine:
     >>> get_engine("espeak").name
     'espeak'
     """
+    if not options and name in _declared:
+        return _declared[name]
     if not options and name in _instances:
         return _instances[name]
     target = BUILTIN.get(name) or _plugin_targets().get(name)
