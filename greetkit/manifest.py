@@ -324,6 +324,8 @@ def _clip(data: Any) -> ClipEntry:
         preferred_engine=_str(g("preferred_engine"), "preferred_engine", empty=True),
         draft=_bool(g("draft"), "draft"),
         draft_reason=None if reason is None else _str(reason, "draft_reason", empty=True),
+        engine_version=(None if g("engine_version") is None
+                        else _str(g("engine_version"), "engine_version", empty=True)),
         content_key=_str(g("content_key"), "content_key", empty=True),
         file=_path(g("file"), "file"),
         sha256=_sha(g("sha256"), "sha256"),
