@@ -213,3 +213,47 @@ def test_independent_meter_agrees_with_manifest(offline_build) -> None:  # type:
             assert abs(integrated - lufs) <= 0.06 and abs(peak - tp) <= 0.1, (rel, lufs, tp)
             checked += 1
     assert checked == 8
+
+
+def test_force_builds_and_a_one_clip_rebuild_give_identical_bytes(tmp_path: Path) -> None:
+    """Same content key, same file bytes: two full --force builds and a rebuild of one clip
+    alone (the others reused) write byte-identical clip files."""
+    spec = tmp_path / "voices.yaml"
+    spec.write_text(SAME_BYTES_SPEC, encoding="utf-8")
+
+    def files(out: Path) -> dict[str, tuple[str, bytes]]:
+        data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        return {c["key"]: (c["content_key"], (out / c["file"]).read_bytes())
+                for c in data["clips"]}
+
+    build(spec, tmp_path / "a", force=True)
+    build(spec, tmp_path / "a", force=True)
+    first = files(tmp_path / "a")
+    build(spec, tmp_path / "b", force=True)
+    second = files(tmp_path / "b")
+    assert first == second
+    # A store holding the other clips: the next build renders es_default alone.
+    alone = tmp_path / "c"
+    spec.write_text(SAME_BYTES_SPEC.replace('    es: "Hola, soy Xiaozhi."\n', ""),
+                    encoding="utf-8")
+    build(spec, alone)
+    spec.write_text(SAME_BYTES_SPEC, encoding="utf-8")
+    result = build(spec, alone)
+    assert result.rendered == ["es_default"]
+    assert files(alone)["es_default"] == first["es_default"]
+
+
+SAME_BYTES_SPEC = """\
+version: 1
+defaults: {engine: espeak, language: en}
+languages:
+  en: {voices: {espeak: en-us}}
+  es: {voices: {espeak: es}}
+  zh: {voices: {espeak: cmn}}
+phrases:
+  default:
+    en: "Hi! I'm Xiaozhi!"
+    zh: "你好！我是小智！"
+    es: "Hola, soy Xiaozhi."
+fallback: {language: en, text: "Hello! Give me just a moment."}
+"""

@@ -64,3 +64,15 @@ def test_edge_style_parameters_map_to_espeak_units() -> None:
     """'+20%' rate scales 175 wpm; '+20Hz' pitch moves 10 steps; defaults are neutral."""
     assert espeak_parameters({}) == (175, 50, 100)
     assert espeak_parameters({"rate": "+20%", "pitch": "+20Hz", "volume": "-50%"}) == (210, 60, 50)
+
+
+def test_a_render_does_not_depend_on_earlier_renders() -> None:
+    """The same request gives the same samples whatever was rendered before it in the process
+    (espeak-ng's C state used to carry over: same text, different samples and lengths)."""
+    first, _ = render("Hola, soy Xiaozhi.", "es")
+    render("Hi! I'm Xiaozhi!", "en-us", rate="+20%")
+    render("你好！我是小智！", "cmn")
+    again, _ = render("Hola, soy Xiaozhi.", "es")
+    third, _ = render("Hola, soy Xiaozhi.", "es")
+    assert first.shape == again.shape == third.shape
+    assert np.array_equal(first, again) and np.array_equal(first, third)

@@ -1,15 +1,24 @@
 """espeak-ng through the ``espeakng-loader`` wheel: offline, pip-only, the draft engine.
 
 The wheel ships ``libespeak-ng`` and its data (Mandarin ``cmn`` included), so a fresh machine
-with no internet and no system packages can still render every clip. The library keeps global
-state, so renders are serialized with a lock and run in a worker thread.
+with no internet and no system packages can still render every clip.
+
+The library keeps global state in C statics that survive ``espeak_Terminate`` (the wave
+generator's phase and pitch-flutter position among them): the same text rendered twice in one
+process gave different samples and lengths. So every render loads the library afresh
+(``dlopen``), initializes it, synthesizes, terminates and unloads it (``dlclose``): a render
+depends only on its inputs, never on what was rendered before it (about 20 ms per clip).
+Renders are serialized with a lock and run in a worker thread.
 """
 
 from __future__ import annotations
 
+import _ctypes
 import asyncio
 import ctypes
 import difflib
+import logging
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -51,8 +60,12 @@ class _Voice(ctypes.Structure):
     ]
 
 
+_log = logging.getLogger("greetkit")
+
+
 class _Library:
-    """The loaded, initialized library and the one callback that collects samples."""
+    """One load of ``libespeak-ng``: opened and initialized on entry, terminated and unloaded
+    on exit, so the next load starts from the library's pristine static state."""
 
     def __init__(self) -> None:
         try:
@@ -61,36 +74,49 @@ class _Library:
             raise EngineUnavailable(
                 "espeak needs the 'espeakng-loader' package", engine="espeak", retryable=False
             ) from exc
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        data = espeakng_loader.get_data_path().encode()
-        self.lib.espeak_Initialize.restype = ctypes.c_int
+        self.path = espeakng_loader.get_library_path()
+        self.data = espeakng_loader.get_data_path().encode()
+        self.chunks: list[np.ndarray[Any, np.dtype[np.int16]]] = []
+        self.sample_rate = 0
+        self.lib: Any = None
+        self._callback = _SYNTH_CALLBACK(self._collect)
+
+    def __enter__(self) -> _Library:
+        lib = ctypes.CDLL(self.path)
+        lib.espeak_Initialize.restype = ctypes.c_int
         self.sample_rate = int(
-            self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, ctypes.c_char_p(data), 0)
+            lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, ctypes.c_char_p(self.data), 0)
         )
         if self.sample_rate <= 0:
+            _ctypes.dlclose(lib._handle)
             raise EngineUnavailable(
-                f"libespeak-ng failed to initialize with data at {data.decode()}",
+                f"libespeak-ng failed to initialize with data at {self.data.decode()}",
                 engine="espeak",
                 retryable=False,
             )
-        self.lib.espeak_Info.restype = ctypes.c_char_p
-        self.version = (self.lib.espeak_Info(None) or b"unknown").decode()
-        self.lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
-        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self.chunks: list[np.ndarray[Any, np.dtype[np.int16]]] = []
-        self._voices: dict[str, list[str]] | None = None
-        self._callback = _SYNTH_CALLBACK(self._collect)
-        self.lib.espeak_SetSynthCallback(self._callback)
+        lib.espeak_Info.restype = ctypes.c_char_p
+        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetSynthCallback(self._callback)
+        self.lib = lib
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        lib, self.lib = self.lib, None
+        lib.espeak_Terminate()
+        _ctypes.dlclose(lib._handle)
+        _check_unloaded(self.path)
 
     def _collect(self, wav: Any, numsamples: int, events: Any) -> int:
         if numsamples > 0 and wav:
             self.chunks.append(np.ctypeslib.as_array(wav, shape=(numsamples,)).copy())
         return 0
 
+    def info(self) -> str:
+        return str((self.lib.espeak_Info(None) or b"unknown").decode())
+
     def voices(self) -> dict[str, list[str]]:
-        """identifier -> languages, from the data shipped in the wheel (read once)."""
-        if self._voices is not None:
-            return self._voices
+        """identifier -> languages, from the data shipped in the wheel."""
         out: dict[str, list[str]] = {}
         arr = self.lib.espeak_ListVoices(None)
         i = 0
@@ -98,7 +124,6 @@ class _Library:
             v = arr[i].contents
             out[(v.identifier or b"").decode()] = _languages(v.languages)
             i += 1
-        self._voices = out
         return out
 
     def synth(self, text: str, voice: str, wpm: int, pitch: int, volume: int) -> np.ndarray:
@@ -122,6 +147,26 @@ class _Library:
         return np.concatenate(self.chunks)
 
 
+_warned_shared = False
+
+
+def _check_unloaded(path: str) -> None:
+    """Warn once when something else in the process keeps libespeak-ng loaded: its state then
+    survives our unload and renders may depend on what was rendered before."""
+    global _warned_shared
+    mode = getattr(os, "RTLD_NOLOAD", None)
+    if mode is None or _warned_shared:
+        return
+    try:
+        still = ctypes.CDLL(path, mode=mode)
+    except OSError:
+        return  # unloaded: the next render starts from pristine state
+    _ctypes.dlclose(still._handle)
+    _warned_shared = True
+    _log.warning("libespeak-ng stays loaded by another component of this process; espeak "
+                 "renders may not be byte-reproducible")
+
+
 def _languages(pointer: int | None) -> list[str]:
     """Decode espeak_VOICE.languages: (priority byte, NUL-terminated name) pairs ended by a
     zero priority byte. Read entry by entry: a fixed-size read can run past the allocation."""
@@ -140,8 +185,10 @@ _lock = threading.Lock()
 
 
 @cache
-def _library() -> _Library:
-    return _Library()
+def _facts() -> tuple[str, dict[str, list[str]]]:
+    """(espeak-ng version, voices), read once from one load of the library."""
+    with _lock, _Library() as lib:
+        return lib.info(), lib.voices()
 
 
 _PERCENT = re.compile(r"^([+-]?\d+(?:\.\d+)?)%$")
@@ -172,15 +219,14 @@ class EspeakEngine:
     offline: ClassVar[bool] = True
 
     def version(self) -> str:
-        return f"espeak-ng {_library().version}; espeakng-loader {dist_version('espeakng-loader')}"
+        return f"espeak-ng {_facts()[0]}; espeakng-loader {dist_version('espeakng-loader')}"
 
     def check_available(self) -> None:
-        _library()
+        _facts()
 
     def voices(self) -> dict[str, list[str]]:
         """Voice identifiers (e.g. ``gmw/en-US``) and the language codes each speaks."""
-        with _lock:
-            return _library().voices()
+        return _facts()[1]
 
     def _voice_names(self) -> set[str]:
         names: set[str] = set()
@@ -201,8 +247,8 @@ class EspeakEngine:
 
     def _render_sync(self, request: RenderRequest) -> RenderedAudio:
         wpm, pitch, volume = espeak_parameters(request.options)
-        with _lock:
-            lib = _library()
+        # A fresh load per render: the output depends on this request alone.
+        with _lock, _Library() as lib:
             pcm = lib.synth(request.text, request.voice, wpm, pitch, volume)
             rate = lib.sample_rate
         if pcm.size == 0:
