@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -27,9 +25,11 @@ from typing import Any
 
 from greetkit import __version__
 from greetkit.engines import get_engine
-from greetkit.engines.base import Engine, RenderedAudio, RenderRequest
+from greetkit.engines.base import RenderedAudio, RenderRequest
 from greetkit.errors import DraftsPresent, EngineError, GreetkitError, StoreError
-from greetkit.manifest import FORMAT, ClipEntry, Manifest, Variant
+from greetkit.keys import content_key as content_key
+from greetkit.keys import stale_reason
+from greetkit.manifest import ClipEntry, Manifest, Variant
 from greetkit.spec import BASE_RATE, DRAFT_ENGINE, MAX_CLIP_SECONDS, ClipSpec, Spec, load_spec
 from greetkit.store import Store, _fault
 
@@ -71,35 +71,6 @@ class _Job:
     content_key: str
 
 
-def content_key(clip: ClipSpec, engine: Engine, voice: str) -> str:
-    """The one content key: a hash of exactly what changes a clip's bytes.
-
-    Rendered text, language, engine and its version, voice and options (a recorded take's own
-    checksum), the DSP parameters, the store format. Never file times.
-    """
-    from greetkit.dsp import DspParams
-
-    options: dict[str, Any] = dict(clip.options)
-    if "recording" in options:
-        from greetkit.engines.recorded import RecordedEngine
-
-        options["recording"] = RecordedEngine.take_digest(options["recording"])
-    dsp = DspParams(target_lufs=clip.loudness.target_lufs,
-                    true_peak_ceiling_db=clip.loudness.true_peak_ceiling_db)
-    payload = {
-        "format": FORMAT,
-        "text": clip.text,
-        "language": clip.language,
-        "engine": engine.name,
-        "engine_version": engine.version(),
-        "voice": voice,
-        "options": options,
-        "dsp": dsp.key(),
-    }
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
 class _Builder:
     def __init__(self, spec: Spec, store: Store, *, force: bool,
                  progress: Progress | None) -> None:
@@ -109,25 +80,34 @@ class _Builder:
         self.progress = progress
         self.result = BuildResult(out=store.root)
         self.entries: dict[str, ClipEntry] = {}
+        self.down: dict[str, str | None] = {}
 
     # -- 3. engines -------------------------------------------------------------------
-    def check_engines(self) -> dict[str, str]:
-        """engine name -> why it cannot be used now (only the unusable ones)."""
-        down: dict[str, str] = {}
-        for name in dict.fromkeys(c.engine for c in self.spec.clips):
+    def unusable(self, name: str) -> str | None:
+        """Why engine ``name`` cannot be used now, or None; checked at most once per build,
+        and only for an engine some clip needs rendered (a no-op build checks nothing)."""
+        if name not in self.down:
             try:
                 get_engine(name).check_available()
+                self.down[name] = None
             except GreetkitError as exc:
-                down[name] = f"{name} unavailable: {exc}"
-        return down
+                self.down[name] = f"{name} unavailable: {exc}"
+        return self.down[name]
 
     # -- 4. plan ------------------------------------------------------------------------
     def plan(self, old: Manifest | None) -> list[_Job]:
-        down = self.check_engines()
         previous = old.by_key() if old else {}
         jobs = []
         for clip in self.spec.clips:
-            engine_name, voice, reason = clip.engine, clip.voice, down.get(clip.engine)
+            before = previous.get(clip.key)
+            if not self.force and before and self.reusable(before, clip):
+                self.entries[clip.key] = before
+                self.result.reused.append(clip.key)
+                if before.draft:
+                    self.result.drafts[clip.key] = before.draft_reason or "draft"
+                self.notify(clip.key, "reused")
+                continue
+            engine_name, voice, reason = clip.engine, clip.voice, self.unusable(clip.engine)
             if reason:
                 if _offline(clip.engine) or not clip.draft_voice:
                     self.fail(clip.key, reason, previous)
@@ -138,21 +118,16 @@ class _Builder:
             except (GreetkitError, OSError) as exc:
                 self.fail(clip.key, str(exc), previous)
                 continue
-            before = previous.get(clip.key)
-            if not self.force and before and self.reusable(before, key, clip):
-                self.entries[clip.key] = before
-                self.result.reused.append(clip.key)
-                if before.draft:
-                    self.result.drafts[clip.key] = before.draft_reason or "draft"
-                self.notify(clip.key, "reused")
-                continue
             jobs.append(_Job(clip, engine_name, voice, reason, key))
         return jobs
 
-    def reusable(self, entry: ClipEntry, key: str, clip: ClipSpec) -> bool:
-        rates = {BASE_RATE} | {v.sample_rate for v in entry.variants}
-        if entry.content_key != key or rates != set(self.spec.sample_rates):
+    def reusable(self, entry: ClipEntry, clip: ClipSpec) -> bool:
+        """The stored clip is kept when it is not stale (the one rule, greetkit.keys) and its
+        files are in place; a draft only while its preferred engine stays unreachable."""
+        if stale_reason(entry, clip, self.spec.sample_rates) is not None:
             return False
+        if entry.draft and not self.unusable(clip.engine):
+            return False  # the real engine is back: replace the draft
         # Cheap check only (exists, size); 'greetkit verify' does the checksums.
         for rel, size in [(entry.file, entry.bytes)] + [(v.file, v.bytes) for v in entry.variants]:
             try:

@@ -24,55 +24,22 @@ Nothing here does I/O; errors are :class:`~greetkit.errors.AudioError`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from greetkit import loudness
 from greetkit.errors import AudioError
+from greetkit.params import CHAIN_VERSION as CHAIN_VERSION
+from greetkit.params import DspParams as DspParams
 
 FloatArray = npt.NDArray[np.float64]
-
-#: Bumped whenever a change to the chain changes output bytes for the same parameters;
-#: it is part of :meth:`DspParams.key`, hence of every clip's content key.
-CHAIN_VERSION = 1
 
 # int16 full scale as libsndfile/ffmpeg read it back: sample / 32768.
 _INT16_SCALE = 32768.0
 # Below this frame RMS (dBFS) a clip counts as silent: the BS.1770 absolute gate level.
 _SILENCE_DBFS = -70.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class DspParams:
-    """Everything that shapes a clip's delivered bytes. Copy with ``dataclasses.replace``."""
-
-    #: Integrated loudness target, LUFS (BS.1770).
-    target_lufs: float = -18.0
-    #: True-peak ceiling, dBTP (BS.1770 Annex 2), held on the final int16 samples.
-    true_peak_ceiling_db: float = -1.5
-    #: Output sample rate, Hz.
-    sample_rate: int = 48000
-    #: soxr quality recipe for resampling.
-    resample_quality: str = "VHQ"
-    #: Trim threshold relative to the clip's speech level (95th percentile of 10 ms frame
-    #: RMS), dB. Frames quieter than this at either end are trimmed.
-    trim_threshold_db: float = -45.0
-    #: Silence kept before the first and after the last sound, ms.
-    pad_ms: float = 80.0
-    #: Raised-cosine fade-in and fade-out length, ms (against clicks at the cut points).
-    fade_ms: float = 5.0
-    #: Limiter look-ahead (attack) and release, ms.
-    limiter_lookahead_ms: float = 3.0
-    limiter_release_ms: float = 80.0
-    #: TPDF dither amplitude in LSB peak (1.0 = the standard +-1 LSB triangular dither).
-    dither_lsb: float = 1.0
-
-    def key(self) -> dict[str, object]:
-        """Every parameter that changes output bytes, plus the chain version, for the
-        content key."""
-        return {**asdict(self), "chain_version": CHAIN_VERSION}
 
 
 @dataclass(frozen=True)

@@ -50,13 +50,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage, signal
 
-from greetkit.spec import DEFAULT_PRESET as DEFAULT_PRESET
-from greetkit.spec import LOUDNESS_PRESETS
+from greetkit.params import DEFAULT_PRESET as DEFAULT_PRESET
+from greetkit.params import LOUDNESS_PRESETS
 
 FloatArray = npt.NDArray[np.float64]
 
 # Named (target LUFS, true-peak ceiling dBTP) pairs are voices.yaml vocabulary, defined once
-# in the spec (which must load without scipy) and re-exported here for meter users.
+# in greetkit.params (scipy-free, for the spec and content keys) and re-exported here.
 PRESETS = LOUDNESS_PRESETS
 
 # BS.1770 Annex 1 §2.4: gating block 400 ms, overlap 75 % -> a new block every 100 ms.

@@ -65,6 +65,8 @@ class Preview:
     file: Path | None = None
     #: Things worth telling the listener (an audition's voice an online engine may not know).
     notes: tuple[str, ...] = ()
+    #: Why the next build would re-render this stored clip (greetkit.keys), else None.
+    stale: str | None = None
 
     @property
     def duration(self) -> float:
@@ -127,8 +129,12 @@ def read_pcm(path: Path, *, sha256: str, size: int, samples: int) -> npt.NDArray
     return np.frombuffer(data, dtype="<i2", count=samples, offset=offset).astype(np.int16)
 
 
-def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None) -> Preview:
+def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None,
+              spec: Path | str | None = None) -> Preview:
     """Read clip ``key`` (at ``rate``, default 48 kHz) from the store, checking its checksum.
+
+    With ``spec`` (a voices.yaml that loads), the preview says whether the clip is stale;
+    a spec that does not load is ignored here (``greetkit build`` reports its errors).
 
     Raises :class:`StoreError` when there is no manifest or the file does not match it, and
     :class:`ClipNotFound` (exit code 2) for an unknown key or a rate with no stored variant.
@@ -155,13 +161,26 @@ def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None) -> Pr
         lufs, peak, sample_rate = variant.lufs, variant.true_peak_db, variant.sample_rate
     path = store.path_of(rel)
     pcm = read_pcm(path, sha256=sha, size=size, samples=samples)
+    stale = None
+    if spec is not None:
+        from greetkit.errors import GreetkitError
+        from greetkit.keys import stale_reason
+        from greetkit.spec import load_spec
+
+        try:
+            loaded = load_spec(spec)
+        except GreetkitError:
+            loaded = None
+        if loaded is not None:
+            wanted = {c.key: c for c in loaded.clips}
+            stale = stale_reason(entry, wanted.get(entry.key), loaded.sample_rates)
     return Preview(
         key=entry.key, text=entry.text, language=entry.language, engine=entry.engine,
         voice=entry.voice, sample_rate=sample_rate, pcm=pcm, lufs=lufs, true_peak_db=peak,
         target_lufs=entry.target_lufs, true_peak_ceiling_db=entry.true_peak_ceiling_db,
         draft=entry.draft, draft_reason=entry.draft_reason,
         preferred_engine=entry.preferred_engine, version=manifest.version,
-        built_at=manifest.built_at, file=path,
+        built_at=manifest.built_at, file=path, stale=stale,
     )
 
 
@@ -316,6 +335,8 @@ def summary_lines(p: Preview) -> list[str]:
         status = f"DRAFT (preferred engine {p.preferred_engine}{why})"
     else:
         status = "built"
+    if p.stale:
+        status += f"; stale: {p.stale} (run 'greetkit build')"
     if p.version is not None:
         version = f"{p.version} (built {p.built_at})"
     else:

@@ -150,15 +150,12 @@ def wave(pcm: npt.NDArray[np.int16], ceiling_db: float, *, width: int = WAVE_WID
                 width, height)
 
 
-def stale_reason(entry: ClipEntry, wanted: Any) -> str | None:
-    """Why a built clip no longer matches voices.yaml (same rule as ``greetkit list``)."""
-    if wanted is None:
-        return "no longer in voices.yaml"
-    if wanted.text != entry.text:
-        return "text changed in voices.yaml"
-    if wanted.engine != entry.preferred_engine:
-        return f"voices.yaml now asks for {wanted.engine}"
-    return None
+def stale_reason(entry: ClipEntry, wanted: Any, sample_rates: Any = None) -> str | None:
+    """Why a built clip no longer matches voices.yaml: the one rule of
+    :func:`greetkit.keys.stale_reason` (stale exactly when its content key would change)."""
+    from greetkit.keys import stale_reason as rule
+
+    return rule(entry, wanted, sample_rates)
 
 
 def _href(target: Path, page_dir: Path) -> str:
@@ -217,7 +214,8 @@ def collect(store_dir: Path | str, spec_path: Path | str | None = None,
             peak_ok=peak_note(entry.true_peak_db, entry.true_peak_ceiling_db) == "ok",
             loudness_note=loudness_note(entry.lufs, entry.target_lufs),
             peak_note=peak_note(entry.true_peak_db, entry.true_peak_ceiling_db),
-            stale=stale_reason(entry, wanted.get(entry.key)) if spec else None,
+            stale=(stale_reason(entry, wanted.get(entry.key), spec.sample_rates)
+                   if spec else None),
             problem=problem,
         ))
 
@@ -258,7 +256,8 @@ def coverage(manifest: Manifest, spec: Any = None
     stale_keys: set[str] = set()
     if spec is not None:
         wanted = {c.key: c for c in spec.clips}
-        stale_keys = {c.key for c in manifest.clips if stale_reason(c, wanted.get(c.key))}
+        stale_keys = {c.key for c in manifest.clips
+                      if stale_reason(c, wanted.get(c.key), spec.sample_rates)}
 
     cells: dict[tuple[str, str], Cell] = {}
     for phrase in phrases:

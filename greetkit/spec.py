@@ -28,20 +28,14 @@ from typing import Any
 import yaml
 
 from greetkit.errors import SpecError, SpecIssue
+from greetkit.params import DEFAULT_PRESET as DEFAULT_PRESET
+from greetkit.params import LOUDNESS_PRESETS as LOUDNESS_PRESETS
 
 SCHEMA_VERSION = 1
 #: Output rates a variant may be built at; 48 kHz is always built.
 ALLOWED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 BASE_RATE = 48000
 DRAFT_ENGINE = "espeak"
-#: (target LUFS, true-peak ceiling dBTP) per named preset.
-LOUDNESS_PRESETS: dict[str, tuple[float, float]] = {
-    "speech": (-18.0, -1.5),
-    "podcast": (-16.0, -1.0),
-    "broadcast": (-23.0, -1.0),  # EBU R 128
-    "telephony": (-26.0, -3.0),
-}
-DEFAULT_PRESET = "speech"
 
 # Limits that turn a runaway spec into a clear error instead of runaway work.
 MAX_TEXT_CHARS = 1000

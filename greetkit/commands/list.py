@@ -17,9 +17,10 @@ from greetkit.commands._options import config_option, out_option, store_dir
 def command(config: Path, out: Path | None, as_json: bool) -> None:
     """Show the built clips: key, language, engine/voice, duration, loudness, status.
 
-    STATUS is 'built', 'draft' (rendered by the offline fallback engine) or 'stale'
-    (voices.yaml now asks for something else; run 'greetkit build'). With --json each clip's
-    manifest entry carries the same 'status'.
+    STATUS is 'built', 'draft' (rendered by the offline fallback engine) or 'stale' (the next
+    'greetkit build' would re-render it: voices.yaml changed its text, voice, options such as
+    rate, loudness preset or sample rates, or the engine or DSP version changed). With --json
+    each clip's manifest entry carries the same 'status'.
     """
     from greetkit.errors import GreetkitError, StoreError
     from greetkit.store import Store
@@ -30,13 +31,13 @@ def command(config: Path, out: Path | None, as_json: bool) -> None:
         raise StoreError(f"{root}: no manifest.json; run 'greetkit build' first")
     stale: set[str] = set()
     try:
+        from greetkit.keys import stale_reason
         from greetkit.spec import load_spec
 
         spec = load_spec(config)
         wanted = {c.key: c for c in spec.clips}
         stale = {c.key for c in manifest.clips
-                 if c.key not in wanted or wanted[c.key].text != c.text
-                 or wanted[c.key].engine != c.preferred_engine}
+                 if stale_reason(c, wanted.get(c.key), spec.sample_rates)}
     except GreetkitError:
         pass  # no (valid) spec here: list what is built without staleness
     statuses = {c.key: "stale" if c.key in stale else "draft" if c.draft else "built"

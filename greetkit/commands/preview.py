@@ -63,7 +63,8 @@ def command(key: str | None, config: Path, store: Path | None, text: str | None,
                         engine=engine, rate=sample_rate)
     else:
         assert key is not None
-        clip = load_clip(store_dir(config, store), key, rate=sample_rate)
+        clip = load_clip(store_dir(config, store), key, rate=sample_rate,
+                         spec=config if config.is_file() else None)
 
     for note in clip.notes:
         click.echo(f"note: {note}", err=True)

@@ -140,9 +140,17 @@ def _import_edge_tts() -> Any:
 
 
 def edge_tts_version() -> str:
-    """The installed edge-tts version (raises EngineUnavailable if the extra is missing)."""
-    module = _import_edge_tts()
-    return str(getattr(module, "__version__", "unknown"))
+    """The installed edge-tts version (raises EngineUnavailable if the extra is missing).
+
+    Read from the package metadata, not the module: content keys need it on every build and
+    importing the client (aiohttp included) costs most of a second a no-op build would not
+    otherwise spend."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edge-tts")
+    except PackageNotFoundError:  # not installed (the extra's own message), or no metadata
+        return str(getattr(_import_edge_tts(), "__version__", "unknown"))
 
 
 # -- endpoint -----------------------------------------------------------------------------
