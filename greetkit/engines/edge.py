@@ -146,11 +146,15 @@ def edge_tts_version() -> str:
     importing the client (aiohttp included) costs most of a second a no-op build would not
     otherwise spend."""
     from importlib.metadata import PackageNotFoundError, version
+    from importlib.util import find_spec
 
     try:
-        return version("edge-tts")
-    except PackageNotFoundError:  # not installed (the extra's own message), or no metadata
-        return str(getattr(_import_edge_tts(), "__version__", "unknown"))
+        if find_spec("edge_tts") is not None:  # locates the module without importing it
+            return version("edge-tts")
+    except (PackageNotFoundError, ValueError):
+        pass
+    # Not importable (the extra's own message), or no metadata: ask the module itself.
+    return str(getattr(_import_edge_tts(), "__version__", "unknown"))
 
 
 # -- endpoint -----------------------------------------------------------------------------
