@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load"]
+__all__ = ["Bank", "Clip", "Selection", "__version__", "load"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from greetkit.loader import Bank
+    from greetkit.loader import Bank, Clip, Selection
 
 
 def load(path: Any = "greetings", **kwargs: Any) -> Bank:
@@ -28,3 +28,13 @@ def load(path: Any = "greetings", **kwargs: Any) -> Bank:
     from greetkit.loader import load as _load
 
     return _load(path, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """``greetkit.Bank``, ``greetkit.Clip``, ``greetkit.Selection`` without importing the
+    loader (and numpy) for commands that never load a bank."""
+    if name in ("Bank", "Clip", "Selection"):
+        import greetkit.loader
+
+        return getattr(greetkit.loader, name)
+    raise AttributeError(f"module 'greetkit' has no attribute {name!r}")

@@ -18,15 +18,16 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from greetkit import metrics
 from greetkit.errors import EngineError, GreetkitError, MissingExtra
-from greetkit.loader import BASE_RATE, Bank, Clip, _MappedFile
+from greetkit.loader import BASE_RATE, Bank, Clip
 
 _LIVEKIT_ERROR: ImportError | None
 try:
@@ -72,32 +73,22 @@ def _frame_samples(sample_rate: int, frame_ms: int) -> int:
 
 
 class _ClipFrames:
-    """Async iterator cutting ``step``-sample AudioFrames from a mapped clip file.
+    """Async iterator of ``rtc.AudioFrame`` over :meth:`Clip.chunks
+    <greetkit.loader.Clip.chunks>` windows.
 
     A plain class rather than an async generator: no per-call generator finalizer hook,
     which costs more than cutting a frame. One bytes copy per frame is the only copy:
-    AudioFrame hands its buffer's address to the FFI, which needs bytes (a slice of a
-    read-only mapping is copied there anyway). The last frame is shorter, never padded,
-    so playback is sample-exact.
-
-    The first frame of a play is the file's *spare*: cut by the previous play after its
-    own first frame went out, taken by exactly one play (no AudioFrame is ever shared), so
-    the latency-critical first frame costs no copy and the cut moves to the 20 ms of slack
-    before the second.
+    AudioFrame hands its buffer's address to the FFI, which needs bytes. The last frame is
+    shorter, never padded, so playback is sample-exact.
     """
 
-    __slots__ = ("_end", "_file", "_first_at", "_on_first", "_pos", "_rate", "_refill",
-                 "_step_bytes", "_view")
+    __slots__ = ("_chunks", "_first_at", "_on_first", "_rate", "_started")
 
-    def __init__(self, mapped: _MappedFile, sample_rate: int, step: int,
+    def __init__(self, chunks: Iterator[memoryview], sample_rate: int,
                  on_first: Callable[[float], None] | None = None) -> None:
-        self._file = mapped
-        self._view = mapped.view
+        self._chunks = chunks
         self._rate = sample_rate
-        self._step_bytes = 2 * step
-        self._pos = 0
-        self._end = len(self._view)
-        self._refill = False
+        self._started = False
         #: Called once with the perf_counter() time the first frame went out (for the log).
         self._on_first = on_first
         self._first_at = 0.0
@@ -105,29 +96,16 @@ class _ClipFrames:
     def __aiter__(self) -> _ClipFrames:
         return self
 
-    def _cut(self, pos: int) -> rtc.AudioFrame:
-        data = self._view[pos : pos + self._step_bytes].tobytes()
-        return rtc.AudioFrame(data, self._rate, 1, len(data) >> 1)
-
     async def __anext__(self) -> rtc.AudioFrame:
-        pos = self._pos
-        if pos:
-            if self._refill:
-                self._refill = False
-                if self._file.spare is None:
-                    self._file.spare = (self._step_bytes, self._cut(0))
-            if self._on_first is not None:  # logged now, so logging never delays frame 1
-                self._report()
-        if pos >= self._end:
+        if self._started and self._on_first is not None:
+            self._report()  # reported now, so logging never delays frame 1
+        chunk = next(self._chunks, None)
+        if chunk is None:
             raise StopAsyncIteration
-        self._pos = pos + self._step_bytes
-        if pos:
-            return self._cut(pos)
-        spare, self._file.spare = self._file.spare, None
-        frame = spare[1] if spare is not None and spare[0] == self._step_bytes else (
-            self._cut(0))
-        self._refill = True
-        if self._on_first is not None:
+        data = chunk.tobytes()
+        frame = rtc.AudioFrame(data, self._rate, 1, len(data) >> 1)
+        if not self._started:
+            self._started = True
             self._first_at = time.perf_counter()
         return frame
 
@@ -138,10 +116,10 @@ class _ClipFrames:
 
     async def aclose(self) -> None:
         """Stop early (LiveKit closes the audio iterator when a speech is interrupted)."""
-        if self._pos:
+        if self._started:
             self._report()
         self._on_first = None
-        self._pos = self._end
+        self._chunks = iter(())
 
 
 def frames(clip: Clip, *, frame_ms: int = 20,
@@ -161,17 +139,7 @@ def frames(clip: Clip, *, frame_ms: int = 20,
     if _LIVEKIT_ERROR is not None:
         _require_livekit("greetkit.agents.frames (LiveKit AudioFrames)")
     rate = sample_rate or BASE_RATE
-    clip.buffer(rate)  # raises the AudioError naming the rates the clip has
-    return _ClipFrames(clip._files[rate], rate, _frame_samples(rate, frame_ms))
-
-
-def frames_of(mapped: _MappedFile, sample_rate: int,
-              frame_ms: int) -> AsyncIterator[rtc.AudioFrame]:
-    """Frames of one mapped clip file (what :meth:`greetkit.loader.Bank.frames` calls after
-    its checks)."""
-    if _LIVEKIT_ERROR is not None:
-        _require_livekit("greetkit.agents.frames (LiveKit AudioFrames)")
-    return _ClipFrames(mapped, sample_rate, _frame_samples(sample_rate, frame_ms))
+    return _ClipFrames(clip.chunks(rate, _frame_samples(rate, frame_ms)), rate)
 
 
 def output_rate(session: Any) -> int | None:
@@ -187,62 +155,118 @@ def output_rate(session: Any) -> int | None:
     return rate if isinstance(rate, int) and rate > 0 else None
 
 
+#: Keyword arguments of ``AgentSession.say`` that Bank.say passes on; every other keyword
+#: is a variable for :meth:`Bank.select` and never reaches the session.
+SAY_OPTIONS = frozenset({"allow_interruptions", "add_to_chat_ctx"})
+_FRAMEWORK = "livekit"
+
+
 def say(bank: Bank, session: AgentSession[Any], phrase: str, language: str | None = None, *,
         fallback_text: str | None = None, **kwargs: Any) -> SpeechHandle | None:
-    """:meth:`greetkit.loader.Bank.say`: play the best clip, else speak its text live.
+    """:meth:`greetkit.loader.Bank.say`: play the clip :meth:`Bank.select` chooses, else
+    speak its text live.
 
-    Never raises: every failure ends in live TTS (or nothing) plus exactly one warning.
+    Never raises. Keywords in :data:`SAY_OPTIONS` go to ``session.say``; the rest select
+    variants. One log line per say (source, time to first frame); live speech is a
+    warning with the reason; nothing to say at all is one ERROR.
     """
     said_at = time.perf_counter()
-    try:
-        selection = bank.select(phrase, language)
-        clip, problem = selection.clip, selection.problem
-        if clip is not None:
-            rate = output_rate(session)
-            play_rate = rate if rate in clip.rates else BASE_RATE
-            bad = bank.playable(clip, play_rate)
-            if bad:
-                bank._drop(clip.key, bad)  # do not hash a known-bad file again
-                clip, problem = None, bad
-    except Exception as exc:  # a bug must not silence the greeting
-        selection, clip, problem = None, None, f"selection failed: {exc!r}"
-        play_rate = BASE_RATE
-
-    if clip is not None:
+    options = {k: v for k, v in kwargs.items() if k in SAY_OPTIONS}
+    variables = {k: v for k, v in kwargs.items() if k not in SAY_OPTIONS}
+    version = bank.version
+    sel = bank.select(phrase, language, sample_rate=output_rate(session),
+                      fallback_text=fallback_text, **variables)
+    reason = sel.reason
+    where = f"{phrase!r} ({language if isinstance(language, str) else 'default language'})"
+    if sel.clip is not None and sel.sample_rate is not None:
+        key, rate = sel.clip.key, sel.sample_rate
         try:
-            key = clip.key
+            _require_livekit("greetkit Bank.say with a clip")
 
             def first_frame(at: float) -> None:
+                seconds = at - said_at
                 log.info("greetkit: say %r source=clip rate=%d first frame %.3f ms after say()",
-                         key, play_rate, (at - said_at) * 1000)
+                         key, rate, seconds * 1000)
+                metrics.record_first_frame(seconds, framework=_FRAMEWORK, source="clip",
+                                           bank_version=version)
 
-            _require_livekit("greetkit Bank.say with a clip")
-            audio = _ClipFrames(clip._files[play_rate], play_rate,
-                                _frame_samples(play_rate, bank.frame_ms), first_frame)
-            handle = session.say(clip.text, audio=audio, **kwargs)
-            if selection is not None and selection.via == "fallback":
-                log.warning("greetkit: say %r (%s) source=clip: the bank has nothing for this "
-                            "phrase; playing the fallback clip", phrase,
-                            language or "default language")
+            audio = _ClipFrames(sel.clip.chunks(rate, _frame_samples(rate, bank.frame_ms)),
+                                rate, first_frame)
+            handle = session.say(sel.clip.text, audio=audio, **options)
+            if sel.via == "fallback":
+                log.warning("greetkit: say %s source=clip: the bank has nothing for this "
+                            "phrase; playing the fallback clip", where)
+            _watch_playout(handle, said_at, "clip", version)
             return handle
         except Exception as exc:
-            problem = f"playing clip {clip.key!r} failed: {exc!r}"
+            reason = f"playing clip {key!r} failed: {exc!r}"
 
-    text = selection.text if selection is not None and selection.text else fallback_text
-    where = f"{phrase!r} ({language or 'default language'})"
+    text = sel.text
     if not text:
-        log.warning("greetkit: say %s source=none: %s and no text to speak live",
-                    where, problem or "no clip or text in the bank")
+        log.error("greetkit: say %s source=none: %s, and no text to speak live (no manifest "
+                  "text, no voices.yaml, no fallback_text): nothing is said",
+                  where, reason or "no clip")
+        metrics.record_live_fallback("no_text", framework=_FRAMEWORK, bank_version=version)
         return None
     try:
-        handle = session.say(text, **kwargs)
+        handle = session.say(text, **options)
     except Exception as exc:
-        log.warning("greetkit: say %s source=none: %s; live TTS failed too: %r",
-                    where, problem or "no clip", exc)
+        log.error("greetkit: say %s source=none: %s; live TTS failed too: %r",
+                  where, reason or "no clip", exc)
+        metrics.record_live_fallback("live_failed", framework=_FRAMEWORK, bank_version=version)
         return None
     log.warning("greetkit: say %s source=live: %s; speaking %r with the session's TTS",
-                where, problem or "no clip in the bank", text)
+                where, reason or "no clip in the bank", text)
+    metrics.record_live_fallback(_reason_label(sel.via, reason), framework=_FRAMEWORK,
+                                 bank_version=version)
+    _watch_playout(handle, said_at, "live", version)
     return handle
+
+
+def _reason_label(via: str, reason: str | None) -> str:
+    """A low-cardinality label for the live-fallback counter."""
+    if via == "disabled":
+        return "disabled"
+    text = (reason or "").lower()
+    if "checksum" in text:
+        return "bad_checksum"
+    if "no clip built" in text or "not loaded" in text:
+        return "no_clip"
+    if "manifest" in text or "no such" in text:
+        return "no_bank"
+    if "playing clip" in text:
+        return "play_failed"
+    return "unavailable" if reason else "no_clip"
+
+
+def _watch_playout(handle: Any, said_at: float, source: str, version: int | None) -> None:
+    """Record say → playout once LiveKit reports the speech started playing (where it does:
+    the assistant ``ChatMessage.metrics`` of the handle)."""
+    try:
+        add = handle.add_done_callback
+    except AttributeError:
+        return
+    wall_said = time.time() - (time.perf_counter() - said_at)
+
+    def done(h: Any) -> None:
+        try:
+            started = None
+            for item in getattr(h, "chat_items", None) or ():
+                m = getattr(item, "metrics", None) or {}
+                started = m.get("started_speaking_at") if isinstance(m, dict) else None
+                if started:
+                    break
+            if started:
+                metrics.record_playout(max(0.0, float(started) - wall_said),
+                                       framework=_FRAMEWORK, source=source,
+                                       bank_version=version)
+        except Exception as exc:  # metrics never break a greeting
+            log.debug("greetkit: playout metric skipped: %r", exc)
+
+    try:
+        add(done)
+    except Exception as exc:
+        log.debug("greetkit: playout metric skipped: %r", exc)
 
 
 # -- EspeakTTS ------------------------------------------------------------------------------

@@ -36,15 +36,18 @@ bank for the newest manifest and leaves this one intact.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import logging
 import mmap
 import os
 import re
 import stat
 import struct
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -79,7 +82,7 @@ class _MappedFile:
     processes; nothing in it is ever written after load except the checksum verdict.
     """
 
-    __slots__ = ("_map", "path", "pcm", "sha256", "spare", "verdict", "view")
+    __slots__ = ("_map", "path", "pcm", "sha256", "verdict", "view")
 
     def __init__(self, path: str, mapped: mmap.mmap, data_offset: int, samples: int,
                  sha256: str) -> None:
@@ -89,9 +92,6 @@ class _MappedFile:
         #: The same PCM as little-endian bytes (what AudioFrames are cut from).
         self.view = memoryview(mapped)[data_offset : data_offset + 2 * samples]
         self.sha256 = sha256
-        #: (frame bytes, rtc.AudioFrame): the next play's first frame, cut ahead of time by
-        #: greetkit.agents so a play's first frame costs no copy; each play takes it alone.
-        self.spare: tuple[int, Any] | None = None
         #: None until hashed, then "" when it matches or the problem.
         self.verdict: str | None = None
 
@@ -168,6 +168,23 @@ class Clip:
             self.pcm(sample_rate)  # raises the explanatory AudioError
             raise
 
+    def chunks(self, sample_rate: int, samples_per_chunk: int) -> Iterator[memoryview]:
+        """Sample-exact windows of the PCM at ``sample_rate``: read-only memoryviews of
+        ``samples_per_chunk`` little-endian int16 samples of the mapped file (the last one
+        shorter, never padded). No copies: a framework wraps each window in its own frame
+        type. Raises :class:`~greetkit.errors.AudioError` when no file has that rate and
+        ``ValueError`` for a chunk length below 1.
+
+        >>> b"".join(clip.chunks(24000, 480)) == clip.buffer(24000).tobytes()  # doctest: +SKIP
+        True
+        """
+        if not isinstance(samples_per_chunk, int) or samples_per_chunk < 1:
+            raise ValueError(f"samples_per_chunk must be a positive int, got "
+                             f"{samples_per_chunk!r}")
+        view = self.buffer(sample_rate)
+        step = 2 * samples_per_chunk
+        return (view[pos : pos + step] for pos in range(0, len(view), step))
+
     def verify(self, sample_rate: int | None = None) -> str:
         """Check the checksum of this clip's file at ``sample_rate`` (every file when None),
         once per process; "" when it matches, else the problem."""
@@ -183,18 +200,54 @@ class Clip:
 class Selection:
     """What :meth:`Bank.select` chose for a phrase and language.
 
-    ``clip`` is None when the best match cannot be played (no clip, or its file failed a
-    check); ``text`` is then what live TTS should say (None when nothing is known).
+    ``clip`` is None when the phrase must be spoken live (no clip, its files failed a check,
+    or ``GREETKIT_DISABLE``); ``text`` is then what live TTS should say (None when no text
+    is known anywhere) and ``reason`` says why.
     """
 
+    #: The phrase actually chosen (``default_morning`` when a variant won).
     phrase: str
+    #: The language chosen (the clip's, or the language of the live text).
     language: str | None
     clip: Clip | None
+    #: The words: the clip's text, or the text to speak live.
     text: str | None
-    #: How the choice was made: exact, base, default, fallback or none.
+    #: How the choice was made: exact, base, default, fallback, none or disabled.
     via: str
-    #: Why ``clip`` is None although the bank knows the text (an unavailable clip's problem).
-    problem: str | None = None
+    #: Why the selection is live (None when a clip plays).
+    reason: str | None = None
+    #: The rate of the file to play: the requested rate when that file is healthy, else
+    #: another healthy rate of the clip (48 kHz first); None when live.
+    sample_rate: int | None = None
+
+    @property
+    def live(self) -> bool:
+        """True when there is no clip to play: speak :attr:`text` with live TTS."""
+        return self.clip is None
+
+    @property
+    def problem(self) -> str | None:
+        """Former name of :attr:`reason`."""
+        return self.reason
+
+
+#: Environment variable: "1" (or true/yes/on) makes every selection live (the kill switch).
+DISABLE_ENV = "GREETKIT_DISABLE"
+_disabled_logged = False
+
+
+def disabled() -> bool:
+    """Whether the kill switch :data:`DISABLE_ENV` is on (read at every selection, so a
+    rollout can flip it without a restart); logged once per process."""
+    global _disabled_logged
+    value = os.environ.get(DISABLE_ENV)
+    if not value or value.strip().lower() not in ("1", "true", "yes", "on"):
+        return False
+    if not _disabled_logged:
+        _disabled_logged = True
+        log.warning("greetkit: %s=%s: every greeting is spoken live, no clip is played",
+                    DISABLE_ENV, value)
+    return True
 
 
 def _normalize(language: str) -> str:
@@ -288,67 +341,111 @@ class Bank(Mapping[str, Clip]):
                    for c in self._clips.values())
 
     # -- selection --------------------------------------------------------------------------
-    def select(self, phrase: str, language: str | None = None, **variables: str) -> Selection:
-        """Choose what to play for ``phrase`` in ``language``.
+    def select(self, phrase: str, language: str | None = None, *, sample_rate: int | None = None,
+               fallback_text: str | None = None, **variables: Any) -> Selection:
+        """Choose what to play for ``phrase`` in ``language``. Never raises.
 
-        Order: the exact language (case and ``_``/``-`` insensitive) → its base language
-        (``zh-CN`` → ``zh``, ``en_US`` → ``en``) → the bank's default language → the
-        ``fallback`` clip → nothing. The first step the bank knows anything about wins: if
-        its clip is unavailable the selection carries its text for live TTS rather than
-        dropping to a clip with other words.
+        The language outranks variants: the exact language (case and ``_``/``-``
+        insensitive) → its base language (``zh-CN`` → ``zh``) → the bank's default language,
+        and within the first language that knows the phrase, the most specific variant:
+        ``select("default", "zh", time_of_day="morning")`` plays ``default_morning`` in
+        Chinese when it exists, else ``default`` in Chinese, never English
+        ``default_morning``. When no language knows the phrase, the ``fallback`` clip.
 
-        ``variables`` pick a more specific phrase when the spec declares one named
-        ``<phrase>_<value>``: ``select("default", "en", time_of_day="morning")`` prefers a
-        ``default_morning`` phrase and otherwise uses ``default``.
+        ``variables`` only pick variants (``<phrase>_<value>``); they are never passed on.
+        ``sample_rate`` asks for the file at that rate; the checksum policy runs for the one
+        file chosen, and a bad file disables only that file (another healthy rate of the
+        clip is chosen, 48 kHz first). Arguments of the wrong type count as unknown. With
+        no playable clip the selection is live: ``text`` from the manifest (or voices.yaml),
+        else ``fallback_text``, and ``reason`` says why.
+
+        >>> bank.select("default", "zh-CN", sample_rate=24000).clip.key  # doctest: +SKIP
+        'zh_default'
         """
-        for value in variables.values():
-            specific = f"{phrase}_{value}"
-            if any(p == specific for p, _ in self._texts):
-                chosen = self._select(specific, language)
-                if chosen.via != "none" and chosen.via != "fallback":
-                    return chosen
-        return self._select(phrase, language)
+        try:
+            sel = self._select(phrase, language, sample_rate, variables)
+        except Exception as exc:  # a bug here must never reach the agent
+            log.error("greetkit: selecting %r failed (a greetkit bug): %r", phrase, exc)
+            sel = Selection(phrase if isinstance(phrase, str) else "", None, None, None, "none",
+                            f"selection failed: {exc!r}")
+        if sel.text is None and isinstance(fallback_text, str) and fallback_text.strip():
+            sel = replace(sel, text=fallback_text)
+        return sel
 
-    def _select(self, phrase: str, language: str | None) -> Selection:
+    def _select(self, phrase: Any, language: Any, sample_rate: Any,
+                variables: Mapping[str, Any]) -> Selection:
+        phrase = phrase if isinstance(phrase, str) else ""
+        language = language if isinstance(language, str) and language.strip() else None
+        rate = sample_rate if (isinstance(sample_rate, int) and not isinstance(sample_rate, bool)
+                               and sample_rate > 0) else None
+        values = [v for v in variables.values() if isinstance(v, str) and v]
+        candidates = ([f"{phrase}_{'_'.join(values)}"] if len(values) > 1 else []) + [
+            f"{phrase}_{v}" for v in values] + [phrase]
         steps: list[tuple[str, str]] = []
         if language:
-            steps.append(("exact", _normalize(language)))
-            steps.append(("base", _base(language)))
+            steps += [("exact", _normalize(language)), ("base", _base(language))]
         if self.default_language:
-            steps.append(("default", _normalize(self.default_language)))
-            steps.append(("default", _base(self.default_language)))
+            steps += [("default", _normalize(self.default_language)),
+                      ("default", _base(self.default_language))]
+        found: tuple[str, str, str, ClipEntry | None, str] | None = None
         for via, lang in steps:
-            found = self._lookup(phrase, lang, via)
+            for p in candidates:
+                entry = self._entries.get((p, lang))
+                text = entry.text if entry is not None else self._texts.get((p, lang))
+                if text is not None:
+                    found = (p, lang if entry is None else entry.language, via, entry, text)
+                    break
             if found is not None:
-                return found
-        # The fallback clip, in whatever language it was built.
-        for (p, _lang), entry in self._entries.items():
-            if p == FALLBACK_PHRASE:
-                return self._selection(phrase, entry.language, entry, entry.text, "fallback")
-        for (p, lang), text in self._texts.items():
-            if p == FALLBACK_PHRASE:
-                return Selection(phrase, lang, None, text, "fallback", "no fallback clip built")
-        return Selection(phrase, language, None, None, "none")
-
-    def _lookup(self, phrase: str, lang: str, via: str) -> Selection | None:
-        entry = self._entries.get((phrase, lang))
-        if entry is not None:
-            return self._selection(phrase, entry.language, entry, entry.text, via)
-        text = self._texts.get((phrase, lang))
-        if text is not None:
-            return Selection(phrase, lang, None, text, via, f"no clip built for {phrase!r} "
-                             f"in {lang!r}")
-        return None
-
-    def _selection(self, phrase: str, language: str, entry: ClipEntry, text: str,
-                   via: str) -> Selection:
+                break
+        if found is None:  # the fallback clip, in whatever language it was built
+            for (p, _lang), entry in self._entries.items():
+                if p == FALLBACK_PHRASE:
+                    found = (phrase, entry.language, "fallback", entry, entry.text)
+                    break
+            else:
+                for (p, lang), text in self._texts.items():
+                    if p == FALLBACK_PHRASE:
+                        found = (phrase, lang, "fallback", None, text)
+                        break
+        if found is None:
+            return Selection(phrase, language, None, None, "none",
+                             f"the bank has no text for {phrase!r}"
+                             + ("" if self.problem is None else f" ({self.problem})"))
+        chosen, lang, via, entry, text = found
+        if disabled():
+            return Selection(chosen, lang, None, text, "disabled", f"{DISABLE_ENV} is set")
+        if entry is None:
+            reason = (self.problem if self.problem is not None
+                      else f"no clip built for {chosen!r} in {lang!r}")
+            return Selection(chosen, lang, None, text, via, reason)
         clip = self._clips.get(entry.key)
         if clip is None:
             reason = self.unavailable.get(entry.key, f"clip {entry.key!r} is not loaded")
-            return Selection(phrase, language, None, text, via, reason)
-        return Selection(phrase, language, clip, text, via)
+            return Selection(chosen, lang, None, text, via, reason)
+        order = ([rate] if rate is not None and rate in clip._files else []) + [
+            r for r in clip._files if r != rate]
+        problem = ""
+        for r in order:
+            bad = self._health(clip, r)
+            if not bad:
+                return Selection(chosen, lang, clip, text, via, None, r)
+            problem = problem or bad
+        return Selection(chosen, lang, None, text, via, problem)
 
-    def resolve(self, phrase: str, language: str | None = None, **variables: str) -> Clip | None:
+    def _health(self, clip: Clip, rate: int) -> str:
+        """The checksum policy for one file: "" when it may be played, else its problem
+        (logged once per file and process)."""
+        if self._verify is False:
+            return ""
+        f = clip._files[rate]
+        if f.verdict == "":
+            return ""
+        if f.verdict is None and f.verify():
+            log.warning("greetkit: clip %r at %d Hz disabled (other rates still play): %s",
+                        clip.key, rate, f.verdict)
+        return f.verdict or ""
+
+    def resolve(self, phrase: str, language: str | None = None, **variables: Any) -> Clip | None:
         """The clip to play for ``phrase`` in ``language``, or None (then speak
         :meth:`text` live). See :meth:`select` for the fallback order.
 
@@ -357,7 +454,7 @@ class Bank(Mapping[str, Clip]):
         """
         return self.select(phrase, language, **variables).clip
 
-    def text(self, phrase: str, language: str | None = None, **variables: str) -> str | None:
+    def text(self, phrase: str, language: str | None = None, **variables: Any) -> str | None:
         """The words of the best match for ``phrase`` (even when its clip cannot play)."""
         return self.select(phrase, language, **variables).text
 
@@ -374,34 +471,31 @@ class Bank(Mapping[str, Clip]):
         """A fresh async iterator of ``livekit.rtc.AudioFrame`` for clip ``key``.
 
         Mono int16 at 48 kHz (or the stored ``sample_rate`` variant), ``frame_ms`` per
-        frame (the last one shorter), sample-exact. Needs the ``livekit`` extra.
+        frame (the last one shorter), sample-exact. Needs the ``livekit`` extra. Raises
+        :class:`~greetkit.errors.StoreError` when that file fails the checksum policy.
         """
         clip = self._clips.get(key) or self[key]  # self[key] raises ClipNotFound
         rate = sample_rate or BASE_RATE
-        mapped = clip._files.get(rate)
-        if mapped is None:
-            clip.pcm(rate)  # raises the AudioError naming the rates the clip has
-            raise AssertionError("unreachable")
-        # The fast path is one attribute test: a verified file has verdict "".
-        if mapped.verdict != "" and self._verify is not False and mapped.verify():
-            raise StoreError(f"clip {key!r} cannot be played: {mapped.verdict}")
-        it: AsyncIterator[rtc.AudioFrame] = _agents().frames_of(
-            mapped, rate, frame_ms or self.frame_ms)
+        clip.buffer(rate)  # raises the AudioError naming the rates the clip has
+        bad = self._health(clip, rate)
+        if bad:
+            raise StoreError(f"clip {key!r} cannot be played: {bad}")
+        it: AsyncIterator[rtc.AudioFrame] = _integration("greetkit.agents").frames(
+            clip, sample_rate=rate, frame_ms=frame_ms or self.frame_ms)
         return it
 
     def say(self, session: AgentSession[Any], phrase: str, language: str | None = None, *,
             fallback_text: str | None = None, **kwargs: Any) -> SpeechHandle | None:
-        """Speak ``phrase`` in ``session``: the pre-built clip, or live TTS if none fits.
+        """Speak ``phrase`` in ``session`` (LiveKit): :func:`greetkit.agents.say`.
 
-        Calls ``session.say(text, audio=frames)`` with the clip's text, at the session's
-        audio output rate when a variant matches. With no playable clip it calls
-        ``session.say(text)`` with the text from the manifest (or ``fallback_text`` when the
-        bank knows none), logs one warning, and never raises. Extra keyword arguments
-        (``allow_interruptions``, ``add_to_chat_ctx``) go to ``session.say``.
+        Plays the clip :meth:`select` chooses at the session's output rate, or speaks its
+        text live; never raises, never silent while any text is known. Keyword arguments
+        ``session.say`` accepts (``allow_interruptions``, ``add_to_chat_ctx``) go to it;
+        every other one is a variable for :meth:`select`.
 
         >>> handle = bank.say(session, "default", language="zh-CN")  # doctest: +SKIP
         """
-        handle: SpeechHandle | None = _agents().say(
+        handle: SpeechHandle | None = _integration("greetkit.agents").say(
             self, session, phrase, language, fallback_text=fallback_text, **kwargs)
         return handle
 
@@ -414,21 +508,17 @@ class Bank(Mapping[str, Clip]):
         return load(self.root, frame_ms=self.frame_ms, verify=self._verify, _previous=self)
 
     def verify(self) -> dict[str, str]:
-        """Check every clip's checksum now; returns key -> problem for the failures (and
-        marks those clips unavailable in this bank)."""
+        """Check every file's checksum now; returns key -> problem for the clips with a bad
+        file. A bad file is disabled alone; a clip with no good file becomes unavailable."""
         bad = {}
         for key, clip in list(self._clips.items()):
-            problem = clip.verify()
-            if problem:
-                bad[key] = problem
-        for key, problem in bad.items():
-            self._drop(key, problem)
+            problems = [f.verify() for f in clip._files.values()]
+            if any(problems):
+                bad[key] = next(p for p in problems if p)
+            if all(problems):
+                self._clips.pop(key, None)
+                self.unavailable[key] = bad[key]
         return bad
-
-    def _drop(self, key: str, problem: str) -> None:
-        """Mark a clip unavailable (a failed lazy checksum); logged once by the caller."""
-        self._clips.pop(key, None)
-        self.unavailable[key] = problem
 
     def _files(self) -> Iterator[tuple[str, _MappedFile]]:
         for clip in self._clips.values():
@@ -437,18 +527,32 @@ class Bank(Mapping[str, Clip]):
                 yield rel, f
 
 
-_AGENTS: ModuleType | None = None
+def _integration(name: str) -> ModuleType:
+    """A framework integration module, imported by name on first use and cached.
+
+    The loader never imports an integration statically (they import the loader);
+    :func:`load` warms the LiveKit one when its extra is installed, so no ``say`` pays.
+    """
+    module = sys.modules.get(name)
+    if module is None:
+        module = importlib.import_module(name)
+    return module
 
 
-def _agents() -> ModuleType:
-    """greetkit.agents, imported on first use (it imports livekit) and then cached: an
-    import statement per frames() call would cost as much as cutting a frame."""
-    global _AGENTS
-    if _AGENTS is None:
-        import greetkit.agents
-
-        _AGENTS = greetkit.agents
-    return _AGENTS
+def _warm_integrations() -> None:
+    """Import the LiveKit integration (and livekit) now if installed: the first ``say`` of
+    a job must not import anything on the event loop."""
+    if "greetkit.agents" in sys.modules:
+        return
+    try:
+        if importlib.util.find_spec("livekit.agents") is None:
+            return
+    except (ImportError, ValueError):
+        return
+    try:
+        importlib.import_module("greetkit.agents")
+    except Exception as exc:  # a broken install must not break load()
+        log.warning("greetkit: importing the LiveKit integration failed: %r", exc)
 
 
 def _variant_file(entry: ClipEntry, rate: int) -> str:
@@ -635,12 +739,36 @@ def _is_text(value: Any) -> bool:
     return True
 
 
+def _spec_texts(root: Path, spec: str | os.PathLike[str] | None,
+                ) -> tuple[dict[str, dict[str, str]], str | None, str]:
+    """Texts and default language from ``spec`` or a voices.yaml beside the store (for
+    live speech when the store cannot be loaded); empty when there is none."""
+    candidates = [Path(spec)] if spec is not None else [
+        root.parent / "voices.yaml", root / "voices.yaml"]
+    for path in candidates:
+        if spec is None and not path.is_file():
+            continue
+        try:
+            from greetkit.spec import load_spec
+
+            parsed = load_spec(path)
+        except Exception as exc:  # a broken spec must not break load()
+            log.error("greetkit: cannot read texts from %s: %s", path.resolve(), exc)
+            continue
+        texts: dict[str, dict[str, str]] = {}
+        for c in parsed.clips:
+            texts.setdefault(c.phrase, {})[c.language] = c.text
+        return texts, parsed.default_language, str(path.resolve())
+    return {}, None, ""
+
+
 def load(
     path: str | os.PathLike[str] = "greetings",
     *,
     frame_ms: int = 20,
     verify: bool | None = None,
     strict: bool = False,
+    spec: str | os.PathLike[str] | None = None,
     _previous: Bank | None = None,
 ) -> Bank:
     """Load the bank in ``path`` (a store directory with ``manifest.json``). Synchronous.
@@ -648,7 +776,13 @@ def load(
     ``frame_ms`` is the default frame length of :meth:`Bank.frames`/:meth:`Bank.say`;
     ``verify`` the checksum policy (None: on first play, True: now, False: never; see the
     module docs). Never raises in the agent path: problems give an empty or partial bank
-    and one warning each. ``strict=True`` raises :class:`~greetkit.errors.StoreError` (or
+    and one warning each; a missing or unreadable store is an ERROR naming its absolute path.
+    The texts of an unloadable store come from what the manifest still holds, else from
+    ``spec`` (a voices.yaml), else from a voices.yaml beside the store, so ``say`` speaks
+    them live. When the LiveKit extra is installed, its integration is imported here, so
+    no ``say`` imports anything on the event loop.
+
+    ``strict=True`` raises :class:`~greetkit.errors.StoreError` (or
     :class:`~greetkit.errors.VerifyError` listing the bad clips) instead.
 
     >>> bank = load("greetings")  # doctest: +SKIP
@@ -665,12 +799,21 @@ def load(
             f"{root}: no {MANIFEST_NAME}; run 'greetkit build'")
     except StoreError as exc:
         manifest, problem = None, str(exc)
+    _warm_integrations()
     if manifest is None:
         if strict:
             raise StoreError(problem)
         texts, default = _recover(root)
-        log.warning("greetkit: %s; every say() uses live TTS%s", problem,
-                    f" ({sum(len(t) for t in texts.values())} texts recovered)" if texts else "")
+        where = "the manifest"
+        if not texts:
+            texts, default, where = _spec_texts(root, spec)
+        log.error("greetkit: cannot load the bank at %s: %s; every say() speaks live (%s). "
+                  "Fix: build the bank there ('greetkit build') or set the path%s",
+                  root.resolve(), problem,
+                  f"{sum(len(t) for t in texts.values())} texts from {where}" if texts
+                  else "no texts known: only the caller's fallback_text",
+                  "" if root.is_absolute() else " (relative paths follow the working "
+                  "directory; use an absolute one)")
         return Bank(root, None, {}, texts=texts, default_language=default, problem=problem,
                     frame_ms=frame_ms, verify=verify,
                     load_ms=(time.perf_counter() - started) * 1000)
@@ -696,8 +839,13 @@ def load(
         for d in dropped:
             log.warning("greetkit: clip %r: %s", entry.key, d)
         if verify:
-            bad = clip.verify()
-            if bad:
+            # Hash every file now; a bad file is disabled alone (selection skips it).
+            problems = [f.verify() for f in clip._files.values()]
+            for rate, bad in zip(clip._files, problems, strict=True):
+                if bad:
+                    log.warning("greetkit: clip %r at %d Hz disabled: %s", entry.key, rate, bad)
+            if all(problems):
+                bad = problems[0]
                 unavailable[entry.key] = bad
                 log.warning("greetkit: clip %r unavailable, live TTS will say its text: %s",
                             entry.key, bad)

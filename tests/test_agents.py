@@ -12,6 +12,7 @@ import asyncio
 import importlib.util
 import json
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -388,15 +389,18 @@ def _import_example() -> ModuleType:
 
 # -- fallback to live TTS ----------------------------------------------------------------------
 
-def _break_file(root: Path, key: str, how: str) -> None:
+def _break_file(root: Path, key: str, how: str, rates: tuple[int, ...] = (48000,)) -> None:
     data = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-    path = root / clip_entry(data, key)["file"]
-    if how == "missing":
-        path.unlink()
-    else:  # same size, different bytes: only the checksum can tell
-        raw = bytearray(path.read_bytes())
-        raw[len(raw) // 2] ^= 0x40
-        path.write_bytes(bytes(raw))
+    entry = clip_entry(data, key)
+    files = {48000: entry["file"], **{v["sample_rate"]: v["file"] for v in entry["variants"]}}
+    for rate in rates:
+        path = root / files[rate]
+        if how == "missing":
+            path.unlink()
+        else:  # same size, different bytes: only the checksum can tell
+            raw = bytearray(path.read_bytes())
+            raw[len(raw) // 2] ^= 0x40
+            path.write_bytes(bytes(raw))
 
 
 FALLBACK_TEXT = "Welcome, one moment please."
@@ -414,8 +418,8 @@ def _empty_store(root: Path) -> None:
     ("no clip for the phrase", None, "thanks", "en-US", "Thank you for calling."),
     ("missing file", lambda r: _break_file(r, "en_default", "missing"), "default", "en",
      "Hi! I'm Xiaozhi!"),
-    ("checksum mismatch", lambda r: _break_file(r, "zh_default", "corrupt"), "default", "zh",
-     "你好！我是小智！"),
+    ("checksum mismatch", lambda r: _break_file(r, "zh_default", "corrupt", (48000, 24000)),
+     "default", "zh", "你好！我是小智！"),
     ("empty store", _empty_store, "default", "en", FALLBACK_TEXT),
     ("corrupt manifest", _corrupt_manifest, "default", "en", FALLBACK_TEXT),
     ("future format", lambda r: edit_manifest(r, lambda d: d.update(format=2)), "default",
@@ -426,7 +430,7 @@ def test_each_failure_falls_back_to_live_tts(
         caplog: pytest.LogCaptureFixture, case: str, damage: Callable[[Path], None] | None,
         phrase: str, language: str, spoken: str) -> None:
     """Every failure mode ends in session.say(text) through EspeakTTS: audio is played,
-    the transcript is the manifest's text, nothing is raised, exactly one warning."""
+    the transcript is the manifest's text, nothing is raised, one warning per say."""
     if damage:
         damage(store)
     bank = load(store)
@@ -444,8 +448,9 @@ def test_each_failure_falls_back_to_live_tts(
             assert np.abs(out.pcm()).max() > 1000
 
     run(main())
-    warnings = greetkit_log(logging.WARNING)
-    assert len(warnings) == 1 and "source=live" in warnings[0], warnings
+    # One line for the say (a corrupt file also logs its own warning when first hashed).
+    says = [w for w in greetkit_log(logging.WARNING) if "source=" in w]
+    assert len(says) == 1 and "source=live" in says[0], says
 
 
 def test_no_text_anywhere_says_nothing_and_warns_once(tmp_path: Path,
@@ -520,3 +525,128 @@ def test_espeak_tts_reports_an_unknown_voice_as_api_error() -> None:
 
     with pytest.raises(APIError, match="no-such-voice"):
         run(main())
+
+
+# -- issue 11: never silent, language before variants, per-file health, kill switch ------------
+
+async def _say_and_wait(bank: Bank, rate: int, phrase: str, language: Any,
+                        **kwargs: Any) -> tuple[list[str], CaptureOutput]:
+    """bank.say into a fresh real session at ``rate``; the transcript and the output."""
+    async with session_with_capture(rate) as (session, out):
+        handle = bank.say(session, phrase, language=language, **kwargs)
+        assert handle is not None
+        await asyncio.wait_for(handle.wait_for_playout(), 20)
+        assert handle.done() and not handle.interrupted
+        return assistant_texts(session), out
+
+
+def _write_spec(directory: Path) -> Path:
+    from bank import BUILD_SPEC
+
+    path = directory / "voices.yaml"
+    path.write_text(BUILD_SPEC, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("damage", ["missing dir", "invalid JSON manifest"])
+def test_unloadable_store_speaks_the_text_of_voices_yaml_beside_it(
+        tmp_path: Path, store: Path, damage: str,
+        greetkit_log: Callable[[int], list[str]]) -> None:
+    """No fallback_text given: a missing store or a corrupt manifest still speaks the
+    phrase's words live, read from the voices.yaml beside the store."""
+    _write_spec(store.parent)
+    if damage == "missing dir":
+        shutil.rmtree(store)
+    else:
+        _corrupt_manifest(store)
+    bank = load(store)
+    errors = greetkit_log(logging.ERROR)
+    assert len(errors) == 1 and str(store.resolve()) in errors[0] and "voices.yaml" in errors[0]
+    texts, out = run(_say_and_wait(bank, 48000, "default", "zh"))
+    assert texts == ["你好！我是小智！"]
+    assert len(out.pcm()) > 0.3 * 48000 and np.abs(out.pcm()).max() > 1000
+
+
+def test_spec_named_at_load_gives_the_live_texts(tmp_path: Path) -> None:
+    """load(path, spec=...) reads the texts from that voices.yaml when the store is missing."""
+    (tmp_path / "elsewhere").mkdir()
+    spec = _write_spec(tmp_path / "elsewhere")
+    bank = load(tmp_path / "no" / "store", spec=spec)
+    texts, _ = run(_say_and_wait(bank, 48000, "bye", "en"))
+    assert texts == ["Goodbye for now."]
+
+
+def test_one_bad_24k_file_leaves_48k_sessions_on_the_clip(
+        store: Path, greetkit_log: Callable[[int], list[str]]) -> None:
+    """Corrupt only en_default's 24 kHz file: a 24 kHz session plays the healthy 48 kHz file
+    (the session resamples), and a 48 kHz session afterwards still gets the clip byte for
+    byte, never live TTS."""
+    _break_file(store, "en_default", "corrupt", (24000,))
+    bank = load(store)
+    texts24, out24 = run(_say_and_wait(bank, 24000, "default", "en"))
+    texts48, out48 = run(_say_and_wait(bank, 48000, "default", "en"))
+    assert texts24 == texts48 == ["Hi! I'm Xiaozhi!"]
+    assert out24.rates() == {24000}  # the 48 kHz clip, resampled by the session
+    assert abs(len(out24.pcm()) - bank["en_default"].duration * 24000) < 0.01 * 24000
+    assert out48.pcm().tobytes() == bank["en_default"].pcm(48000).tobytes()
+    logs = greetkit_log(logging.INFO)
+    assert not any("source=live" in m for m in logs), logs
+    assert sum("source=clip" in m for m in logs) == 2
+
+
+def test_variables_never_reach_session_say(built_store: Path,
+                                           greetkit_log: Callable[[int], list[str]]) -> None:
+    """bank.say(..., time_of_day="morning") selects with the variable and plays the clip;
+    session.say never receives it (it would raise TypeError)."""
+    bank = load(built_store)
+    texts, out = run(_say_and_wait(bank, 48000, "default", "en", time_of_day="morning",
+                                   allow_interruptions=True))
+    assert texts == ["Hi! I'm Xiaozhi!"]
+    assert out.pcm().tobytes() == bank["en_default"].pcm(48000).tobytes()
+    assert greetkit_log(logging.WARNING) == []
+
+
+def test_chinese_caller_hears_chinese_when_a_variant_exists_only_in_english(
+        store: Path) -> None:
+    """default_morning exists only in English: a zh caller with time_of_day=morning gets
+    the zh_default clip, an en caller the English variant."""
+    def add(data: dict[str, Any]) -> None:
+        data["clips"].append(dict(clip_entry(data, "en_bye"), key="en_default_morning",
+                                  phrase="default_morning"))
+
+    edit_manifest(store, add)
+    bank = load(store)
+    texts, out = run(_say_and_wait(bank, 48000, "default", "zh", time_of_day="morning"))
+    assert texts == ["你好！我是小智！"]
+    assert out.pcm().tobytes() == bank["zh_default"].pcm(48000).tobytes()
+    _, en = run(_say_and_wait(bank, 48000, "default", "en", time_of_day="morning"))
+    assert en.pcm().tobytes() == bank["en_default_morning"].pcm(48000).tobytes()
+
+
+@pytest.mark.parametrize("language", [123, None, ["zh"]])
+def test_non_string_language_plays_the_default_clip(built_store: Path, language: Any) -> None:
+    """language=123 (or any non-string) is unknown: the default language's clip plays."""
+    bank = load(built_store)
+    texts, out = run(_say_and_wait(bank, 48000, "default", language))
+    assert texts == ["Hi! I'm Xiaozhi!"]
+    assert out.pcm().tobytes() == bank["en_default"].pcm(48000).tobytes()
+
+
+def test_kill_switch_speaks_every_greeting_live(
+        built_store: Path, monkeypatch: pytest.MonkeyPatch,
+        greetkit_log: Callable[[int], list[str]]) -> None:
+    """GREETKIT_DISABLE=1: say speaks the clip's text with live TTS (espeak audio, not the
+    clip's samples), and the switch is logged once for the process."""
+    import greetkit.loader
+
+    monkeypatch.setattr(greetkit.loader, "_disabled_logged", False)
+    monkeypatch.setenv("GREETKIT_DISABLE", "1")
+    bank = load(built_store)
+    for _ in range(2):
+        texts, out = run(_say_and_wait(bank, 48000, "default", "zh"))
+        assert texts == ["你好！我是小智！"]
+        assert out.pcm().tobytes() != bank["zh_default"].pcm(48000).tobytes()
+        assert len(out.pcm()) > 0.3 * 48000
+    logs = greetkit_log(logging.WARNING)
+    assert sum("GREETKIT_DISABLE" in m and "every greeting" in m for m in logs) == 1
+    assert sum("source=live" in m for m in logs) == 2

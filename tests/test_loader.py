@@ -200,8 +200,10 @@ def test_corrupt_bytes_fail_the_checksum_lazily_or_at_load(store: Path, warnings
     assert lazy.playable(lazy["en_default"]) == ""
     assert warnings_() == []
     eager = load(store, verify=True)
-    assert "en_bye" not in eager and "checksum" in eager.unavailable["en_bye"]
-    assert len(warnings_()) == 1
+    # Only the 48 kHz file is bad: the clip stays, its 24 kHz file still plays.
+    assert "en_bye" in eager and "en_bye" not in eager.unavailable
+    assert eager.select("bye", "en", sample_rate=48000).sample_rate == 24000
+    assert len(warnings_()) == 1 and "48000 Hz disabled" in warnings_()[0]
     assert load(store, verify=False).playable(lazy["en_bye"]) == ""
 
 
@@ -258,9 +260,9 @@ def test_strict_raises_verify_error_for_bad_clips(store: Path) -> None:
 
 # -- whole-store failures ----------------------------------------------------------------------
 
-def test_empty_directory_gives_an_empty_bank_and_one_warning(tmp_path: Path,
-                                                            warnings_: Any) -> None:
-    """No manifest: an empty bank with the reason, one warning, nothing raised."""
+def test_empty_directory_gives_an_empty_bank_and_one_error(tmp_path: Path,
+                                                          warnings_: Any) -> None:
+    """No manifest: an empty bank with the reason, one ERROR, nothing raised."""
     bank = load(tmp_path)
     assert len(bank) == 0 and bank.problem and "manifest.json" in bank.problem
     assert bank.resolve("default", "en") is None
@@ -269,10 +271,19 @@ def test_empty_directory_gives_an_empty_bank_and_one_warning(tmp_path: Path,
         load(tmp_path, strict=True)
 
 
-def test_missing_directory_gives_an_empty_bank(tmp_path: Path) -> None:
-    """A store path that does not exist loads as an empty bank (the agent still runs)."""
-    bank = load(tmp_path / "nope")
+def test_missing_directory_is_an_error_naming_the_absolute_path_and_fix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A store path that does not exist loads as an empty bank (the agent still runs), with
+    one ERROR naming the absolute path and how to fix it."""
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="greetkit")
+    bank = load("nope")
     assert len(bank) == 0 and bank.version is None
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert str(tmp_path / "nope") in errors[0] and "greetkit build" in errors[0]
+    assert "absolute" in errors[0]
 
 
 def test_corrupt_manifest_gives_an_empty_bank(store: Path, warnings_: Any) -> None:
@@ -323,15 +334,16 @@ def _run_python(code: str) -> subprocess.CompletedProcess[str]:
                           cwd=REPO, timeout=60, check=False)
 
 
-def test_loader_never_imports_livekit(built_store: Path) -> None:
-    """Loading a bank and reading PCM does not import livekit (fast prewarm, optional extra)."""
+def test_load_finishes_the_livekit_imports_the_first_say_needs(built_store: Path) -> None:
+    """With the extra installed, load() imports greetkit.agents (and livekit) so the first
+    say of a job imports nothing on the event loop; importing the loader alone does not."""
     result = _run_python(
-        "import sys, greetkit\n"
+        "import sys, greetkit.loader\n"
+        "print('greetkit.agents' in sys.modules)\n"
         f"bank = greetkit.load({str(built_store)!r})\n"
-        "assert bank['en_default'].samples.size > 0\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'livekit'))\n")
+        "print('greetkit.agents' in sys.modules, 'livekit.rtc' in sys.modules)\n")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert result.stdout.split() == ["False", "True", "True"]
 
 
 def test_without_livekit_frames_names_the_extra(built_store: Path) -> None:
@@ -482,3 +494,156 @@ def test_preload_without_a_store_gives_an_empty_bank(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=REPO, env=env, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("0 ") and "manifest.json" in result.stdout
+
+
+# -- the framework-neutral core: select, chunks, per-file health ---------------------------------
+
+def _add_english_morning(store: Path) -> None:
+    """Add a 'default_morning' clip in English only (the bye clip's audio)."""
+    def add(data: dict[str, Any]) -> None:
+        data["clips"].append(dict(clip_entry(data, "en_bye"), key="en_default_morning",
+                                  phrase="default_morning"))
+
+    edit_manifest(store, add)
+
+
+def test_language_outranks_a_variant_of_another_language(store: Path) -> None:
+    """zh + a variant that exists only in English plays the Chinese clip, not English."""
+    _add_english_morning(store)
+    bank = load(store)
+    sel = bank.select("default", "zh", time_of_day="morning")
+    assert sel.clip is not None and sel.clip.key == "zh_default" and sel.via == "exact"
+    en = bank.select("default", "en-US", time_of_day="morning")
+    assert en.clip is not None and en.clip.key == "en_default_morning"
+    assert en.phrase == "default_morning" and en.via == "base"
+
+
+@pytest.mark.parametrize("language", [123, 4.5, ["zh"], {"zh": 1}, b"zh", "", "   "])
+def test_non_string_language_is_unknown_and_selects_the_default(built_store: Path,
+                                                                language: Any) -> None:
+    """A language of the wrong type (or blank) is treated as unknown: the default language."""
+    sel = load(built_store).select("default", language)
+    assert sel.clip is not None and sel.clip.key == "en_default" and sel.via == "default"
+
+
+@pytest.mark.parametrize(("args", "kwargs"), [
+    ((None,), {}), ((42, "en"), {}), (("default", "en"), {"sample_rate": "24000"}),
+    (("default", "en"), {"sample_rate": -1}), (("default", "en"), {"time_of_day": 7}),
+    (("default", "en"), {"fallback_text": 3}),
+])
+def test_select_never_raises_on_bad_arguments(built_store: Path, args: tuple[Any, ...],
+                                              kwargs: dict[str, Any]) -> None:
+    """Bad argument types give a Selection (clip or text), never an exception."""
+    sel = load(built_store).select(*args, **kwargs)
+    assert sel.clip is not None or sel.text is not None
+
+
+def test_selection_reports_rate_text_and_liveness(built_store: Path) -> None:
+    """A clip selection carries the rate to play and the clip's text; a live one the reason."""
+    bank = load(built_store)
+    sel = bank.select("default", "zh", sample_rate=24000)
+    assert sel.clip is not None and not sel.live
+    assert (sel.sample_rate, sel.text, sel.reason) == (24000, "你好！我是小智！", None)
+    assert bank.select("default", "zh", sample_rate=16000).sample_rate == 48000
+    live = bank.select("thanks", "en")
+    assert live.live and live.sample_rate is None and "no clip built" in (live.reason or "")
+
+
+def test_fallback_text_is_used_only_when_no_text_is_known(tmp_path: Path) -> None:
+    """fallback_text fills in when the bank knows no words; the bank's text wins otherwise."""
+    empty = load(tmp_path)
+    assert empty.select("default", "en", fallback_text="Hello.").text == "Hello."
+    assert empty.select("default", "en").text is None
+
+
+def test_a_bad_24k_file_disables_only_that_file(store: Path, warnings_: Any) -> None:
+    """Same-size corruption of en_default's 24 kHz file: 24 kHz requests get the healthy
+    48 kHz file, 48 kHz requests keep the clip, one warning naming the rate."""
+    data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
+    path = store / clip_entry(data, "en_default")["variants"][0]["file"]
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    bank = load(store)
+    first = bank.select("default", "en", sample_rate=24000)
+    assert first.clip is not None and first.sample_rate == 48000
+    again = bank.select("default", "en", sample_rate=48000)
+    assert again.clip is not None and again.sample_rate == 48000
+    assert "en_default" in bank and "en_default" not in bank.unavailable
+    assert len(warnings_()) == 1 and "24000 Hz" in warnings_()[0]
+
+
+def test_every_file_bad_makes_the_selection_live_with_the_reason(store: Path) -> None:
+    """With both files of a clip corrupt, the selection is live with the checksum problem."""
+    data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
+    entry = clip_entry(data, "en_bye")
+    for rel in [entry["file"]] + [v["file"] for v in entry["variants"]]:
+        raw = bytearray((store / rel).read_bytes())
+        raw[-10] ^= 0xFF
+        (store / rel).write_bytes(bytes(raw))
+    sel = load(store).select("bye", "en")
+    assert sel.live and sel.text == "Goodbye for now." and "checksum" in (sel.reason or "")
+
+
+@pytest.mark.parametrize(("rate", "step"), [(48000, 960), (24000, 480), (24000, 7)])
+def test_chunks_are_sample_exact_windows_of_the_mapped_file(built_store: Path, rate: int,
+                                                            step: int) -> None:
+    """Clip.chunks: step-sample windows (last shorter) that join to the stored PCM, and are
+    views of the mapping (read-only), not copies."""
+    clip = load(built_store)["zh_default"]
+    chunks = list(clip.chunks(rate, step))
+    assert all(len(c) == 2 * step for c in chunks[:-1]) and 0 < len(chunks[-1]) <= 2 * step
+    joined = np.frombuffer(b"".join(bytes(c) for c in chunks), dtype="<i2")
+    assert np.array_equal(joined, clip.pcm(rate))
+    assert chunks[0].readonly
+
+
+def test_chunks_at_a_missing_rate_or_bad_length_are_clear_errors(built_store: Path) -> None:
+    """No file at that rate: AudioError naming the rates; a chunk length below 1: ValueError."""
+    from greetkit.errors import AudioError
+
+    clip = load(built_store)["en_default"]
+    with pytest.raises(AudioError, match="16000"):
+        clip.chunks(16000, 160)
+    with pytest.raises(ValueError):
+        clip.chunks(48000, 0)
+
+
+def test_kill_switch_makes_every_selection_live_logged_once(
+        built_store: Path, monkeypatch: pytest.MonkeyPatch, warnings_: Any) -> None:
+    """GREETKIT_DISABLE=1: every selection is live (via 'disabled') with its text; one log."""
+    import greetkit.loader as loader
+
+    bank = load(built_store)
+    monkeypatch.setattr(loader, "_disabled_logged", False)
+    monkeypatch.setenv("GREETKIT_DISABLE", "1")
+    sels = [bank.select("default", "zh"), bank.select("bye", "en")]
+    assert [(s.live, s.via, s.text) for s in sels] == [
+        (True, "disabled", "你好！我是小智！"), (True, "disabled", "Goodbye for now.")]
+    assert len(warnings_()) == 1 and "GREETKIT_DISABLE" in warnings_()[0]
+    monkeypatch.setenv("GREETKIT_DISABLE", "0")
+    assert bank.select("default", "zh").clip is not None
+
+
+def test_integrations_use_only_the_public_loader_surface() -> None:
+    """The integrations (agents, preload, metrics, and pipecat when present) import no
+    private name from another greetkit module and touch no private attribute of the loader's
+    objects; the loader imports no integration statically (no loader <-> agents cycle)."""
+    import ast
+
+    names = ("agents.py", "preload.py", "metrics.py", "pipecat.py")
+    for path in (REPO / "greetkit" / n for n in names):
+        if not path.exists():
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("greetkit"):
+                private = [a.name for a in node.names
+                           if a.name.startswith("_") and not a.name.startswith("__")]
+                assert not private, f"{path.name} imports {private} from {node.module}"
+            if isinstance(node, ast.Attribute) and node.attr in (
+                    "_files", "_drop", "_clips", "_entries", "_texts", "spare", "_health"):
+                raise AssertionError(f"{path.name}:{node.lineno} uses .{node.attr}")
+    loader_src = (REPO / "greetkit" / "loader.py").read_text(encoding="utf-8")
+    assert "import greetkit.agents" not in loader_src
+    assert "from greetkit.agents" not in loader_src
