@@ -16,16 +16,24 @@ the audio pages with every other process, and prewarm only picks it up::
 
     server = AgentServer(setup_fnc=prewarm, preload_modules=["greetkit.preload"])
 
-``preload_modules`` is a no-op under the ``spawn`` start method (macOS, Windows): there the
-``import greetkit.preload`` above runs in each process and loads the bank then, which is
-still correct, just not shared. Like :func:`greetkit.load`, importing never raises for a
-missing or broken store: the bank is empty (or partial) and ``say`` uses live TTS.
-Set ``GREETKIT_BANK`` before the server starts (the forkserver inherits the environment).
+Failure modes, and what this module does about them:
+
+* ``spawn`` start method (macOS, Windows, or ``multiprocessing_context="spawn"``):
+  ``preload_modules`` is ignored, so the ``import greetkit.preload`` runs again in every job
+  process. Detected (the import runs in a multiprocessing child): one warning, and the bank
+  is loaded with lazy checksums (only the files a job plays are hashed), not the whole bank.
+* A misspelt name in ``preload_modules`` is silently ignored by Python's forkserver: the
+  same detection applies, since the job process imports this module itself.
+* A missing or broken store never raises: the bank is empty (or partial), one ERROR names
+  the absolute path, and ``say`` speaks live. Set ``GREETKIT_BANK`` (best absolute) before
+  the server starts (the forkserver inherits the environment).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import multiprocessing
 import os
 
 from greetkit.loader import Bank, load
@@ -39,5 +47,22 @@ __all__ = ["BANK_ENV", "bank"]
 #: Environment variable naming the store directory to load.
 BANK_ENV = "GREETKIT_BANK"
 
-#: The bank loaded at import. Verified once here, so forked job processes never re-hash it.
-bank: Bank = load(os.environ.get(BANK_ENV) or "greetings", verify=True)
+
+def _in_job_process() -> bool:
+    """True when imported in a multiprocessing child: a forked job would have inherited
+    this module from the forkserver, so preload_modules cannot have taken effect."""
+    return multiprocessing.parent_process() is not None
+
+
+if _in_job_process():
+    logging.getLogger("greetkit").warning(
+        "greetkit: greetkit.preload imported in job process %d: preload_modules did not take "
+        "effect (spawn start method, or 'greetkit.preload' missing or misspelt in "
+        "preload_modules); loading here with checksums on first play", os.getpid())
+    _verify: bool | None = None
+else:
+    _verify = True
+
+#: The bank loaded at import. Verified once here (in the forkserver), so forked job
+#: processes never re-hash it.
+bank: Bank = load(os.environ.get(BANK_ENV) or "greetings", verify=_verify)

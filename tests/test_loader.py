@@ -496,6 +496,40 @@ def test_preload_without_a_store_gives_an_empty_bank(tmp_path: Path) -> None:
     assert result.stdout.startswith("0 ") and "manifest.json" in result.stdout
 
 
+SPAWN_CHILD = """
+import json, logging, multiprocessing as mp, sys
+
+def job(q):
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    import greetkit.preload as p
+    hashed = sum(f.verdict is not None for c in p.bank.values() for f in c._files.values())
+    q.put({"clips": len(p.bank), "hashed": hashed})
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    proc = ctx.Process(target=job, args=(q,))
+    proc.start()
+    print(json.dumps(q.get(timeout=60)))
+    proc.join(60)
+"""
+
+
+def test_preload_under_spawn_warns_and_does_not_hash_the_whole_bank(built_store: Path,
+                                                                    tmp_path: Path) -> None:
+    """Imported in a spawned job process (preload_modules cannot have taken effect): one
+    warning saying so, and the bank loads with checksums on first play, not all hashed."""
+    script = tmp_path / "spawn_job.py"
+    script.write_text(SPAWN_CHILD, encoding="utf-8")
+    env = dict(os.environ, GREETKIT_BANK=str(built_store))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            cwd=REPO, env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"clips": len(CLIPS), "hashed": 0}
+    warned = [line for line in result.stderr.splitlines() if "preload_modules" in line]
+    assert len(warned) == 1 and "did not take effect" in warned[0], result.stderr
+
+
 # -- the framework-neutral core: select, chunks, per-file health ---------------------------------
 
 def _add_english_morning(store: Path) -> None:
