@@ -183,3 +183,35 @@ def test_missing_file_is_one_clear_error(tmp_path: Path) -> None:
     """No voices.yaml: a message that says what to do."""
     assert errors(tmp_path / "voices.yaml") == [
         "voices.yaml: file not found; run greetkit in the directory of voices.yaml or pass -c PATH"]
+
+
+def test_telephony_and_webrtc_rates_are_built_from_source_audio(tmp_path: Path) -> None:
+    """sample_rates: [8000, 16000] builds real espeak variants at those rates, each as long as
+    the 48 kHz clip and measured (BS.1770-4) at the target within 0.1 LU, true peak under the
+    ceiling."""
+    import json
+
+    import soundfile as sf
+
+    from greetkit import loudness
+    from greetkit.build import build
+
+    (tmp_path / "voices.yaml").write_text(
+        "version: 1\ndefaults: {engine: espeak, sample_rates: [8000, 16000]}\n"
+        "languages: {en: {voices: {espeak: en-us}}}\n"
+        "phrases: {hello: {en: \"Hello, thanks for calling.\"}}\n", encoding="utf-8")
+    result = build(tmp_path / "voices.yaml", tmp_path / "greetings")
+    assert not result.failed, result.failed
+    spec = load_spec(tmp_path / "voices.yaml")
+    assert spec.sample_rates == (48000, 8000, 16000)
+    store = tmp_path / "greetings"
+    (clip,) = json.loads((store / "manifest.json").read_text(encoding="utf-8"))["clips"]
+    base_seconds = clip["samples"] / clip["sample_rate"]
+    assert sorted(v["sample_rate"] for v in clip["variants"]) == [8000, 16000]
+    for variant in clip["variants"]:
+        pcm, rate = sf.read(store / variant["file"], dtype="int16")
+        assert rate == variant["sample_rate"]
+        assert abs(len(pcm) / rate - base_seconds) < 0.002
+        measured = loudness.measure(pcm, rate)
+        assert abs(measured.integrated_lufs - spec.loudness.target_lufs) < 0.1
+        assert measured.true_peak_db <= spec.loudness.true_peak_ceiling_db + 0.05
