@@ -653,6 +653,10 @@ class _Validator:
                            f"under 'languages:' or {_did_you_mean(lang, languages)}")
             return None
         language = languages[lang]
+        if entry is None and path[0] == "phrases":
+            self.doc.error(path, f"no text after '{lang}:'; write it there, e.g. "
+                           f"'{lang}: Hello!', or delete the line")
+            return None
         if isinstance(entry, (str, int, float)) and not isinstance(entry, bool):
             entry = {"text": str(entry)}
         entry = self.mapping(entry, path, "text settings")
@@ -664,11 +668,17 @@ class _Validator:
         scope = {**variables, "language": lang, "phrase": phrase}
         if "text" in entry:
             source = self.string(entry["text"], (*path, "text"))
-            text = self.render(source, scope, (*path, "text"), template=False) if source else None
+            # An empty text reaches render(), which reports it: never a silently dropped clip.
+            text = (self.render(source, scope, (*path, "text"), template=False)
+                    if source is not None else None)
         else:
             source = self.string(entry["template"], (*path, "template"))
+            if source == "":
+                self.doc.error((*path, "template"), "template name is empty; name a file in "
+                               "templates/, e.g. 'template: greeting.j2'")
+                source = None
             text = (self.render(source, scope, (*path, "template"), template=True)
-                    if source else None)
+                    if source is not None else None)
         engine = engine_default
         if "recording" in entry:
             engine = "recorded"

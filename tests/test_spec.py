@@ -215,3 +215,35 @@ def test_telephony_and_webrtc_rates_are_built_from_source_audio(tmp_path: Path) 
         measured = loudness.measure(pcm, rate)
         assert abs(measured.integrated_lufs - spec.loudness.target_lufs) < 0.1
         assert measured.true_peak_db <= spec.loudness.true_peak_ceiling_db + 0.05
+
+
+@pytest.mark.parametrize(("entry", "line", "path"), [
+    ('zh: ""', 14, "phrases.default.zh.text"),
+    ("zh: ''", 14, "phrases.default.zh.text"),
+    ('zh: {text: ""}', 14, "phrases.default.zh.text"),
+])
+def test_empty_text_is_a_line_numbered_error(write_spec, entry: str, line: int,  # type: ignore[no-untyped-def]
+                                             path: str) -> None:
+    """An empty text is refused with its line, not silently dropped from the bank."""
+    got = errors(write_spec(MINIMAL.replace('zh: "你好！"', entry)))
+    assert got == [f"voices.yaml:{line}: {path}: text is empty; write what the clip should say"]
+
+
+def test_empty_fallback_text_is_a_line_numbered_error(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """fallback: {text: ""} is an error: a bank without its fallback clip must not publish."""
+    got = errors(write_spec(MINIMAL.replace("fallback:\n  text: Hello!", 'fallback: {text: ""}')))
+    assert got == ["voices.yaml:15: fallback.text: text is empty; write what the clip should say"]
+
+
+def test_empty_template_name_is_a_line_numbered_error(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """template: "" names no file; the error says so at its line."""
+    got = errors(write_spec(MINIMAL.replace('zh: "你好！"', 'zh: {template: ""}')))
+    assert got == ["voices.yaml:14: phrases.default.zh.template: template name is empty; name a "
+                   "file in templates/, e.g. 'template: greeting.j2'"]
+
+
+def test_short_form_without_text_says_to_write_it(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """The short form 'zh:' with nothing after it is told to write the text there."""
+    got = errors(write_spec(MINIMAL.replace('zh: "你好！"', "zh:")))
+    assert got == ["voices.yaml:14: phrases.default.zh: no text after 'zh:'; write it there, "
+                   "e.g. 'zh: Hello!', or delete the line"]
