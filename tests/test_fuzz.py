@@ -17,7 +17,8 @@ Default mode: 150 documents, a few seconds. Extended mode (the issue's 2,000-spe
 
     GREETKIT_FUZZ_EXAMPLES=2000 python -m pytest tests/test_fuzz.py -q -s
 
-prints ``fuzz: N documents: V valid, E spec errors, B real builds, 0 tracebacks``.
+prints ``fuzz: N documents: V valid, E spec errors, B real builds, 0 tracebacks``, then the
+median and slowest validation time per document and the five slowest documents.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -194,9 +196,14 @@ def new_project(text: str) -> Path:
     return root
 
 
-def check_document(text: str, tally: Counter[str]) -> None:
-    """The property: a valid Spec, or exit 2 with line-numbered one-line issues; no writes."""
+def check_document(text: str, tally: Counter[str],
+                   timings: list[tuple[float, str]] | None = None) -> None:
+    """The property: a valid Spec, or exit 2 with line-numbered one-line issues; no writes.
+
+    ``timings`` gets (seconds, document) for the validation (load_spec, plus the CLI run for
+    a rejected document), the real builds excluded."""
     root = new_project(text)
+    started = time.perf_counter()
     try:
         before = snapshot(root)
         try:
@@ -213,7 +220,11 @@ def check_document(text: str, tally: Counter[str]) -> None:
             assert "Traceback" not in err
             assert err.splitlines() == [str(i) for i in exc.issues]
             assert snapshot(root) == before, "a rejected spec wrote files"
+            if timings is not None:
+                timings.append((time.perf_counter() - started, text))
             return
+        if timings is not None:
+            timings.append((time.perf_counter() - started, text))
         tally["valid"] += 1
         small = len(spec.clips) <= 4 and sum(len(c.text) for c in spec.clips) <= 200
         tally["small"] += small
@@ -241,6 +252,7 @@ def test_generated_specs_build_or_fail_with_line_numbered_errors() -> None:
     lines, nothing written); a sample of valid ones builds for real, writing only greetings/.
     """
     tally: Counter[str] = Counter()
+    timings: list[tuple[float, str]] = []
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -248,7 +260,7 @@ def test_generated_specs_build_or_fail_with_line_numbered_errors() -> None:
     @given(documents)
     def prop(text: str) -> None:
         try:
-            check_document(text, tally)
+            check_document(text, tally, timings)
         except AssertionError:
             raise
         except BaseException:
@@ -259,6 +271,13 @@ def test_generated_specs_build_or_fail_with_line_numbered_errors() -> None:
     total = tally["valid"] + tally["error"]
     print(f"\nfuzz: {total} documents: {tally['valid']} valid, {tally['error']} spec errors, "
           f"{tally['built']} real builds, {tally['traceback']} tracebacks")
+    # Per-document validation time: the slowest documents are where a cap is missing.
+    timings.sort(key=lambda t: t[0], reverse=True)
+    seconds = [t for t, _ in timings]
+    print(f"fuzz: validation time per document: median {seconds[len(seconds) // 2]:.3f} s, "
+          f"slowest {seconds[0]:.3f} s, {sum(t > 1 for t in seconds)} over 1 s")
+    for took, text in timings[:5]:
+        print(f"fuzz:   {took:.3f} s, {len(text)} chars: {text[:160]!r}")
     # The generator must exercise both outcomes, or the property proves little.
     assert tally["valid"] > 0 and tally["error"] > 0
     # Every small valid document up to REAL_BUILDS was built for real (and at least one was).
