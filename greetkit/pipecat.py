@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from pipecat.frames.frames import (
@@ -57,6 +57,17 @@ def _metrics() -> Any:
     except ImportError:
         return None
     return metrics
+
+
+def _chunks(clip: Clip, rate: int, samples: int) -> Iterator[memoryview]:
+    """Sample-exact little-endian int16 windows of the clip's file at ``rate``."""
+    chunks = getattr(clip, "chunks", None)
+    if chunks is not None:  # the loader core's API
+        yield from chunks(rate, samples)
+        return
+    buf = clip.buffer(rate)
+    for start in range(0, len(buf), 2 * samples):
+        yield buf[start:start + 2 * samples]
 
 
 class BankTTS(TTSService):
@@ -163,13 +174,12 @@ class BankTTS(TTSService):
 
     async def _clip_frames(self, clip: Clip, rate: int, context_id: str,
                            t0: float) -> AsyncGenerator[Frame | None, None]:
-        buf = clip.buffer(rate)
-        step = 2 * rate * FRAME_MS // 1000
-        for start in range(0, len(buf), step):
-            if start == 0:
+        first = True
+        for chunk in _chunks(clip, rate, rate * FRAME_MS // 1000):
+            if first:
+                first = False
                 self._first_frame(clip.key, "clip", rate, t0)
-            yield TTSAudioRawFrame(bytes(buf[start:start + step]), rate, 1,
-                                   context_id=context_id)
+            yield TTSAudioRawFrame(bytes(chunk), rate, 1, context_id=context_id)
 
     async def _live_frames(self, text: str, context_id: str, problem: str,
                            t0: float) -> AsyncGenerator[Frame | None, None]:
