@@ -105,7 +105,8 @@ class BankTTS(TTSService):
         >>> await worker.queue_frame(tts.greeting("default", language="zh-CN"))  # doctest: +SKIP
         """
         try:
-            sel = self.bank.select(phrase, language, **variables)
+            vars_: dict[str, Any] = dict(variables)  # select() also takes keyword sample_rate
+            sel = self.bank.select(phrase, language, **vars_)
             clip, text = sel.clip, sel.text
         except Exception as exc:  # the agent never sees an exception
             log.error("greetkit: pipecat greeting %r: selection failed: %r", phrase, exc)
