@@ -260,7 +260,7 @@ def _path(value: Any, name: str) -> str:
     if "\\" in rel:
         raise _Bad(f"{name}: path {rel[:60]!r} uses '\\' (the store uses '/')")
     if rel.startswith("/") or re.match(r"[A-Za-z]:", rel):
-        raise _Bad(f"{name}: path {rel[:60]!r} is absolute (must stay inside the store)")
+        raise _Bad(f"{name}: path {rel[:60]!r} is absolute: it leaves the store")
     parts = rel.split("/")
     if ".." in parts or "." in parts or "" in parts:
         raise _Bad(f"{name}: path {rel[:60]!r} leaves the store or is not normalized")
