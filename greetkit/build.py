@@ -331,8 +331,7 @@ def build(
         if _same_bank(manifest, old):
             builder.result.manifest = old
         else:
-            store.publish(manifest)
-            builder.result.manifest = manifest
+            builder.result.manifest = store.publish(manifest)
             builder.result.published = True
     for entry in builder.result.manifest.clips if builder.result.manifest else ():
         builder.result.warnings += [f"{entry.key}: {w}" for w in entry.warnings

@@ -75,6 +75,11 @@ class StoreLocked(StoreError):
     """Another build holds the store's lock."""
 
 
+class RemoteError(GreetkitError, OSError):
+    """A published bank could not be reached, read or written (credentials, nothing
+    published, a corrupted object, network trouble after retries)."""
+
+
 class VerifyError(StoreError):
     """One or more stored clips do not match the manifest."""
 

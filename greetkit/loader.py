@@ -769,6 +769,7 @@ def load(
     verify: bool | None = None,
     strict: bool = False,
     spec: str | os.PathLike[str] | None = None,
+    version: int | None = None,
     _previous: Bank | None = None,
 ) -> Bank:
     """Load the bank in ``path`` (a store directory with ``manifest.json``). Synchronous.
@@ -784,6 +785,8 @@ def load(
 
     ``strict=True`` raises :class:`~greetkit.errors.StoreError` (or
     :class:`~greetkit.errors.VerifyError` listing the bad clips) instead.
+    ``version`` pins a published version (``manifests/<version>.json``) instead of the
+    current one, so a rollback or a newer publish does not move this worker.
 
     >>> bank = load("greetings")  # doctest: +SKIP
     >>> bank.resolve("default", language="en_US").text  # doctest: +SKIP
@@ -794,9 +797,11 @@ def load(
         raise ValueError(f"frame_ms must be between 1 and 1000, got {frame_ms}")
     root = Path(path)
     try:
-        manifest = read_manifest(root)
+        manifest = read_manifest(root, version=version)
         problem = None if manifest is not None else (
-            f"{root}: no {MANIFEST_NAME}; run 'greetkit build'")
+            f"{root}: no {MANIFEST_NAME}; run 'greetkit build'" if version is None else
+            f"{root}: no version {version}; pull it ('greetkit pull URL --version "
+            f"{version}') or unset the pin")
     except StoreError as exc:
         manifest, problem = None, str(exc)
     _warm_integrations()

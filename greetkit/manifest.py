@@ -37,6 +37,13 @@ from greetkit.errors import StoreError
 #: The manifest layout this greetkit writes and reads. Bump on incompatible changes.
 FORMAT = 1
 MANIFEST_NAME = "manifest.json"
+#: Every published version, immutable: ``manifests/<version>.json``.
+MANIFESTS_DIR = "manifests"
+
+
+def version_name(version: int) -> str:
+    """File name of a published version's manifest inside ``manifests/``."""
+    return f"{version}.json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -492,14 +499,16 @@ def read_json(path: Path) -> Any:
         raise StoreError(f"{path}: manifest is not valid JSON ({exc}); {_FIX}") from None
 
 
-def read_manifest(directory: Path) -> Manifest | None:
-    """Read and validate ``directory/manifest.json``; None when there is none yet.
+def read_manifest(directory: Path, *, version: int | None = None) -> Manifest | None:
+    """Read and validate ``directory/manifest.json`` (or published ``version``'s
+    ``manifests/<version>.json``); None when there is none yet.
 
     Raises :class:`StoreError` (one line naming the file and the fix) when the file cannot
     be read, is too large or too deep, is not JSON, or its top level is not a format-1
     manifest. Bad clips do not raise: they are in :attr:`Manifest.refused`.
     """
-    path = directory / MANIFEST_NAME
+    path = directory / (MANIFEST_NAME if version is None
+                        else f"{MANIFESTS_DIR}/{version_name(version)}")
     try:
         data = read_json(path)
     except FileNotFoundError:

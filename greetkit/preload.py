@@ -42,10 +42,25 @@ from greetkit.loader import Bank, load
 with contextlib.suppress(ImportError):
     import greetkit.agents  # noqa: F401
 
-__all__ = ["BANK_ENV", "bank"]
+__all__ = ["BANK_ENV", "VERSION_ENV", "bank"]
 
 #: Environment variable naming the store directory to load.
 BANK_ENV = "GREETKIT_BANK"
+#: Environment variable pinning a published bank version (unset: the current one).
+VERSION_ENV = "GREETKIT_BANK_VERSION"
+
+
+def _pinned() -> int | None:
+    raw = os.environ.get(VERSION_ENV, "").strip()
+    if not raw:
+        return None
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    logging.getLogger("greetkit").warning(
+        "greetkit: %s=%r is not a version number; loading the current version", VERSION_ENV,
+        raw)
+    return None
+
 
 
 def _in_job_process() -> bool:
@@ -65,4 +80,4 @@ else:
 
 #: The bank loaded at import. Verified once here (in the forkserver), so forked job
 #: processes never re-hash it.
-bank: Bank = load(os.environ.get(BANK_ENV) or "greetings", verify=_verify)
+bank: Bank = load(os.environ.get(BANK_ENV) or "greetings", verify=_verify, version=_pinned())

@@ -2,7 +2,8 @@
 
 Layout of a store directory (``greetings/`` by default)::
 
-    manifest.json                      the index; replaced atomically, written last
+    manifest.json                      the current version; replaced atomically, written last
+    manifests/<version>.json           every published version, immutable (rollback, pinning)
     clips/<key>.<ck>-<sha>.wav         48 kHz clip; <ck> = content key, <sha> = sha256 of bytes
     clips/<key>.<ck>.<rate>-<sha>.wav  the same clip at another output rate
     .lock                              held by a running build (pid inside)
@@ -15,6 +16,7 @@ Every write goes to a temporary file in the same directory, is flushed to disk, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import io
@@ -31,7 +33,14 @@ import numpy as np
 import numpy.typing as npt
 
 from greetkit.errors import StoreError, StoreLocked
-from greetkit.manifest import MANIFEST_NAME, ClipEntry, Manifest, read_manifest
+from greetkit.manifest import (
+    MANIFEST_NAME,
+    MANIFESTS_DIR,
+    ClipEntry,
+    Manifest,
+    read_manifest,
+    version_name,
+)
 
 CLIPS_DIR = "clips"
 LOCK_NAME = ".lock"
@@ -171,8 +180,20 @@ class Store:
         self.manifest_path = self.root / MANIFEST_NAME
 
     # -- reading --------------------------------------------------------------------------
-    def manifest(self) -> Manifest | None:
-        return read_manifest(self.root)
+    def manifest(self, version: int | None = None) -> Manifest | None:
+        """The current manifest, or the published ``version`` of it; None when absent."""
+        return read_manifest(self.root, version=version)
+
+    def versions(self) -> list[int]:
+        """Every version kept in ``manifests/``, oldest first."""
+        directory = self.root / MANIFESTS_DIR
+        if not directory.is_dir():
+            return []
+        found = []
+        for p in directory.glob("*.json"):
+            if p.stem.isdigit():
+                found.append(int(p.stem))
+        return sorted(found)
 
     def path_of(self, relative: str) -> Path:
         """The absolute path of a manifest ``file`` entry; refuses paths leaving the store."""
@@ -206,9 +227,59 @@ class Store:
             atomic_write(path, data)
         return StoredFile(f"{CLIPS_DIR}/{name}", digest, len(data), offset, int(pcm.shape[0]))
 
-    def publish(self, manifest: Manifest) -> None:
-        """Replace manifest.json atomically: readers see the old bank or the new, never a mix."""
+    def publish(self, manifest: Manifest) -> Manifest:
+        """Keep ``manifest`` as ``manifests/<version>.json``, then replace manifest.json with
+        it atomically: readers see the old bank or the new, never a mix.
+
+        A version number already taken (after a rollback the current version is not the
+        newest) is never overwritten: the manifest is renumbered past the newest. Returns
+        the manifest as published.
+        """
+        taken = self.versions()
+        if manifest.version in taken or (taken and manifest.version < taken[-1]):
+            manifest = dataclasses.replace(manifest, version=taken[-1] + 1)
+        data = manifest.dumps().encode("utf-8")
+        directory = self.root / MANIFESTS_DIR
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _store_error(directory, "cannot create", exc) from exc
+        atomic_write(directory / version_name(manifest.version), data)
+        atomic_write(self.manifest_path, data)
+        return manifest
+
+    def install(self, manifest: Manifest, raw: bytes) -> None:
+        """Publish a version made elsewhere (a pull) under its own number: ``raw`` becomes
+        ``manifests/<version>.json`` and then manifest.json. Refuses to replace a different
+        manifest already kept under that number."""
+        directory = self.root / MANIFESTS_DIR
+        path = directory / version_name(manifest.version)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            kept = path.read_bytes() if path.is_file() else None
+        except OSError as exc:
+            raise _store_error(directory, "cannot create", exc) from exc
+        if kept is not None and kept != raw:
+            raise StoreError(f"{path}: a different version {manifest.version} is kept here "
+                             "(this store came from elsewhere); pull into an empty directory")
+        if kept is None:
+            atomic_write(path, raw)
+        atomic_write(self.manifest_path, raw)
+
+    def rollback(self, version: int) -> Manifest:
+        """Make published ``version`` current again (deleting nothing). Refuses a version
+        whose clips are not all present and intact, so the current bank stays playable."""
+        manifest = self.manifest(version)
+        if manifest is None:
+            have = ", ".join(map(str, self.versions())) or "none"
+            raise StoreError(f"{self.root}: no version {version} (kept versions: {have})")
+        problems = self.verify(manifest)
+        if problems:
+            raise StoreError(f"{self.root}: version {version} cannot be restored: "
+                             f"{problems[0]}" + (f" (+{len(problems) - 1} more)"
+                                                 if len(problems) > 1 else ""))
         atomic_write(self.manifest_path, manifest.dumps().encode("utf-8"))
+        return manifest
 
     @contextlib.contextmanager
     def lock(self, *, wait: float = 0.0) -> Iterator[None]:
@@ -352,15 +423,34 @@ class Store:
                     removed += 1
         return removed
 
-    def gc(self, *, dry_run: bool = False) -> list[Path]:
-        """Delete clip files the current manifest does not name. Returns what was (or would be)
-        removed. Call it when no worker still uses an older bank version."""
+    def gc(self, *, dry_run: bool = False, keep: int = 1,
+           pin: int | None = None) -> list[Path]:
+        """Delete clip files that neither the current manifest, the newest ``keep`` versions
+        nor the ``pin``ned version name, and the manifests of versions not kept. Returns
+        what was (or would be) removed. Call it when no worker still uses a dropped version.
+        """
+        if keep < 1:
+            raise StoreError(f"gc --keep must be at least 1, got {keep}")
         self._refuse_symlinked_clips()
-        keep = self.referenced(self.manifest())
+        current = self.manifest()
+        versions = self.versions()
+        kept = set(versions[-keep:])
+        if current is not None:
+            kept.add(current.version)
+        if pin is not None:
+            if pin not in versions:
+                raise StoreError(f"{self.root}: no version {pin} to keep (kept versions: "
+                                 f"{', '.join(map(str, versions)) or 'none'})")
+            kept.add(pin)
+        names = self.referenced(current)
+        for v in kept:
+            names |= self.referenced(self.manifest(v) if v in versions else None)
         doomed = []
         if self.clips.is_dir():
             doomed = [p for p in sorted(self.clips.iterdir())
-                      if p.is_file() and p.name not in keep]
+                      if p.is_file() and p.name not in names]
+        directory = self.root / MANIFESTS_DIR
+        doomed += [directory / version_name(v) for v in versions if v not in kept]
         if not dry_run:
             for p in doomed:
                 with contextlib.suppress(FileNotFoundError):

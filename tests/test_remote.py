@@ -1,0 +1,260 @@
+"""greetkit.remote against real servers: SeaweedFS (S3), a file:// directory and a static
+HTTP server. Publish, pull, pinned versions, rollback, races, corruption and SIGKILL."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("obstore")
+
+from seaweed import BUCKET, S3Server, Unavailable, seaweedfs
+
+from greetkit.build import build
+from greetkit.cli import cli
+from greetkit.errors import RemoteError
+from greetkit.remote import ChecksumMismatch, Remote
+from greetkit.store import Store
+
+SPEC = """\
+version: 1
+defaults: {{engine: espeak, language: en, sample_rates: [48000, 24000]}}
+languages:
+  en: {{voices: {{espeak: en-us}}}}
+phrases:
+  default:
+    en: "{text}"
+  bye:
+    en: "Goodbye for now."
+"""
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """A SeaweedFS S3 server on loopback for this module (skipped only if it cannot start)."""
+    try:
+        with seaweedfs() as server:
+            yield server
+    except Unavailable as exc:
+        pytest.skip(f"SeaweedFS unavailable: {exc}")
+
+
+@pytest.fixture
+def s3_env(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    return s3.env()
+
+
+@pytest.fixture
+def bucket(s3_env: dict[str, str]) -> str:
+    """A fresh prefix in the server's bucket for one test."""
+    return f"s3://{BUCKET}/gk-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Callable[[str], Store]:
+    """Build the two-phrase spec with ``text`` as the default greeting; returns the store."""
+    config = tmp_path / "src" / "voices.yaml"
+    config.parent.mkdir()
+
+    def make(text: str) -> Store:
+        config.write_text(SPEC.format(text=text), encoding="utf-8")
+        result = build(config)
+        assert not result.failed
+        return Store(config.parent / "greetings")
+
+    return make
+
+
+def _greetkit(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI (error mapping included) in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "greetkit.cli", *args], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ))
+
+
+def _files(store: Store) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(store.clips.iterdir())}
+
+
+def _greeting(store: Store) -> str:
+    m = store.manifest()
+    assert m is not None
+    return next(c.text for c in m.clips if c.phrase == "default")
+
+
+def test_publish_then_pull_gives_an_identical_verified_bank(
+        bucket: str, project: Callable[[str], Store], tmp_path: Path) -> None:
+    """publish → pull into an empty directory: `greetkit verify` passes, clips identical."""
+    src = project("Hello there.")
+    runner = CliRunner()
+    out = runner.invoke(cli, ["publish", bucket, "-o", str(src.root), "-q"])
+    assert out.exit_code == 0, out.output
+    assert "version 1: 4 of 4 clip files uploaded" in out.output
+    dest = tmp_path / "pulled"
+    out = runner.invoke(cli, ["pull", bucket, "-o", str(dest), "-q"])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(cli, ["verify", "-o", str(dest)])
+    assert out.exit_code == 0, out.output
+    assert _files(Store(dest)) == _files(src)
+    assert Store(dest).versions() == [1]
+
+
+def test_pull_of_a_pinned_version(bucket: str, project: Callable[[str], Store],
+                                  tmp_path: Path) -> None:
+    """After v2 is published, pull --version 1 gives v1, and a plain pull gives v2."""
+    remote = Remote.open(bucket)
+    remote.publish(project("Hello there."))
+    result = remote.publish(project("Welcome back."))
+    assert result.version == 2
+    assert len(result.transferred) == 2  # 'bye' clips are shared with v1
+    dest = Store(tmp_path / "pulled")
+    remote.pull(dest, version=1)
+    assert _greeting(dest) == "Hello there." and dest.verify() == []
+    remote.pull(dest)
+    assert _greeting(dest) == "Welcome back." and dest.verify() == []
+    assert dest.versions() == [1, 2]
+
+
+def test_remote_rollback_then_pull_gives_the_old_version(
+        bucket: str, project: Callable[[str], Store], tmp_path: Path) -> None:
+    """greetkit rollback URL --to 1 moves the remote pointer; the next pull gets v1."""
+    remote = Remote.open(bucket)
+    remote.publish(project("Hello there."))
+    remote.publish(project("Welcome back."))
+    out = CliRunner().invoke(cli, ["rollback", bucket, "--to", "1"])
+    assert out.exit_code == 0, out.output
+    assert "current version is now 1" in out.output
+    dest = Store(tmp_path / "pulled")
+    remote.pull(dest)
+    assert _greeting(dest) == "Hello there."
+    assert remote.versions() == [1, 2]  # nothing deleted
+
+
+def test_noop_pull_fetches_only_the_pointer(bucket: str, project: Callable[[str], Store],
+                                            tmp_path: Path) -> None:
+    """A second pull with nothing new makes one request (manifest.json) and writes nothing."""
+    remote = Remote.open(bucket)
+    remote.publish(project("Hello there."))
+    dest = Store(tmp_path / "pulled")
+    remote.pull(dest)
+    before = {p: p.stat().st_mtime_ns for p in dest.root.rglob("*") if p.is_file()}
+    again = remote.pull(dest)
+    assert not again.changed and again.requests == 1 and again.transferred == []
+    assert {p: p.stat().st_mtime_ns for p in dest.root.rglob("*") if p.is_file()} == before
+
+
+def test_corrupted_remote_clip_is_refused_by_name(
+        bucket: str, project: Callable[[str], Store], tmp_path: Path) -> None:
+    """A clip whose bytes differ from the manifest's sha256 is named; the local bank stays."""
+    import obstore
+
+    remote = Remote.open(bucket)
+    remote.publish(project("Hello there."))
+    dest = Store(tmp_path / "pulled")
+    remote.pull(dest)
+    before = dest.manifest_path.read_bytes()
+    v2 = remote.publish(project("Welcome back."))
+    bad = v2.transferred[0]
+    obstore.put(remote._store, bad, b"RIFF" + b"\0" * 100)  # the bucket was tampered with
+    with pytest.raises(ChecksumMismatch, match=f"{bad}: checksum mismatch"):
+        remote.pull(dest)
+    assert dest.manifest_path.read_bytes() == before
+    assert dest.verify() == [] and _greeting(dest) == "Hello there."
+    out = _greetkit(["pull", bucket, "-o", str(dest.root), "-q"])
+    assert out.returncode == 1 and f"{bad}: checksum mismatch" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_two_concurrent_publishes_leave_valid_versions(
+        bucket: str, project: Callable[[str], Store], tmp_path: Path,
+        s3_env: dict[str, str]) -> None:
+    """Two publishers at once: each gets its own version number, the pointer names a
+    complete version, and both versions pull and verify."""
+    a = project("Hello there.")
+    b_root = tmp_path / "b"
+    shutil.copytree(a.root, b_root)
+    project("Welcome back.")  # store a is now the second bank; b keeps the first
+    env = {**os.environ, **s3_env}
+    procs = [subprocess.Popen([sys.executable, "-m", "greetkit.cli", "publish", bucket, "-o",
+                               str(root), "-q"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT) for root in (a.root, b_root)]
+    outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    remote = Remote.open(bucket)
+    assert remote.versions() == [1, 2]
+    texts = set()
+    for v in (1, 2):
+        dest = Store(tmp_path / f"v{v}")
+        remote.pull(dest, version=v)
+        assert dest.verify() == []
+        texts.add(_greeting(dest))
+    assert texts == {"Hello there.", "Welcome back."}
+    assert remote.current().version in (1, 2)
+
+
+def test_nothing_published_is_one_line(bucket: str, tmp_path: Path) -> None:
+    """Pulling from an empty prefix says nothing is published there (404), exit 1."""
+    out = _greetkit(["pull", bucket, "-o", str(tmp_path / "x")])
+    assert out.returncode == 1
+    assert "nothing published here" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_wrong_credentials_are_one_line(bucket: str, project: Callable[[str], Store],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong secret key is reported as access denied, naming what to check."""
+    src = project("Hello there.")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(RemoteError, match=r"access denied \(403\).*AWS_ACCESS_KEY_ID"):
+        Remote.open(bucket).publish(src)
+
+
+# -- file:// and a static HTTP server ---------------------------------------------------
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A static HTTP server on 127.0.0.1 serving a directory (like a bucket behind a CDN)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}/bank"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_pull_over_http_from_a_static_server(
+        http_root: tuple[Path, str], project: Callable[[str], Store], tmp_path: Path) -> None:
+    """publish to file://, serve that directory over HTTP, pull pinned and current."""
+    root, url = http_root
+    remote = Remote.open(f"file://{root / 'bank'}")
+    remote.publish(project("Hello there."))
+    remote.publish(project("Welcome back."))
+    dest = Store(tmp_path / "pulled")
+    Remote.open(url).pull(dest, version=1)
+    assert _greeting(dest) == "Hello there." and dest.verify() == []
+    Remote.open(url).pull(dest)
+    assert _greeting(dest) == "Welcome back." and dest.verify() == []
+    with pytest.raises(RemoteError, match="read-only"):
+        Remote.open(url).publish(dest)
