@@ -6,10 +6,13 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -258,3 +261,63 @@ def test_pull_over_http_from_a_static_server(
     assert _greeting(dest) == "Welcome back." and dest.verify() == []
     with pytest.raises(RemoteError, match="read-only"):
         Remote.open(url).publish(dest)
+
+
+# -- SIGKILL at random moments ------------------------------------------------------------
+
+KILLS = 10
+
+
+def _kill_during(cmd: list[str], delay: float) -> None:
+    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def _ok(args: list[str]) -> None:
+    out = _greetkit(args)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _kill_cycle(publish_url: str, pull_url: str, tmp_path: Path) -> None:
+    """KILLS rounds: SIGKILL a publish of a new 120-clip bank at a random moment, check the
+    remote's current version pulls complete, SIGKILL a pull at a random moment, check the
+    local bank verifies, then re-run both and check they finish with the new bank."""
+    from synthetic import synthetic_store
+
+    rng = random.Random(16)
+    dest = tmp_path / "pulled"
+    for i in range(KILLS):
+        src = synthetic_store(tmp_path / f"src{i}", 120, seed=i)
+        publish = ["publish", publish_url, "-o", str(src.root), "-q", "-j", "2"]
+        _kill_during([sys.executable, "-m", "greetkit.cli", *publish], rng.uniform(0.2, 1.5))
+        check = Store(tmp_path / f"check{i}")
+        if i:  # the remote's current version is complete: it pulls and verifies
+            _ok(["pull", pull_url, "-o", str(check.root), "-q"])
+            assert check.verify() == []
+        _ok(publish)
+        pull = ["pull", pull_url, "-o", str(dest), "-q", "-j", "2"]
+        _kill_during([sys.executable, "-m", "greetkit.cli", *pull], rng.uniform(0.2, 1.2))
+        if Store(dest).manifest_path.exists():
+            assert Store(dest).verify() == []  # the old bank or the new, never a mix
+        _ok(pull)
+        assert Store(dest).verify() == []
+        current = Store(dest).manifest()
+        assert current is not None and current.clips[0].file == \
+            src.manifest().clips[0].file  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_sigkill_during_publish_and_pull_s3(bucket: str, tmp_path: Path) -> None:
+    """10 SIGKILLs of a publish and 10 of a pull against S3: never a broken version."""
+    _kill_cycle(bucket, bucket, tmp_path)
+
+
+@pytest.mark.slow
+def test_sigkill_during_publish_and_pull_https(http_root: tuple[Path, str],
+                                               tmp_path: Path) -> None:
+    """The same with the pull side over HTTP from a static server (publish to file://)."""
+    root, url = http_root
+    _kill_cycle(f"file://{root / 'bank'}", url, tmp_path)
