@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "build": "Render voices.yaml into loudness-normalized clips in greetings/.",
     "list": "Show the built clips: key, language, engine/voice, duration, loudness, status.",
     "verify": "Check every stored clip against the manifest (exit 1 on any mismatch).",
-    "gc": "Delete clip files and versions no longer needed (--keep N versions).",
+    "gc": "Delete clip files no kept version names (--keep N newest versions).",
     "rollback": "Make an earlier published version current again (locally or remotely).",
     "publish": "Upload a built bank to object storage as a new version.",
     "pull": "Download a published bank version into a local store.",

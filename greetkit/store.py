@@ -426,8 +426,9 @@ class Store:
     def gc(self, *, dry_run: bool = False, keep: int = 1,
            pin: int | None = None) -> list[Path]:
         """Delete clip files that neither the current manifest, the newest ``keep`` versions
-        nor the ``pin``ned version name, and the manifests of versions not kept. Returns
-        what was (or would be) removed. Call it when no worker still uses a dropped version.
+        nor the ``pin``ned version name. Returns what was (or would be) removed. Dropped
+        versions' manifests stay as history (a few kB; rollback refuses them once their
+        clips are gone). Call it when no worker still uses a dropped version.
         """
         if keep < 1:
             raise StoreError(f"gc --keep must be at least 1, got {keep}")
@@ -449,8 +450,6 @@ class Store:
         if self.clips.is_dir():
             doomed = [p for p in sorted(self.clips.iterdir())
                       if p.is_file() and p.name not in names]
-        directory = self.root / MANIFESTS_DIR
-        doomed += [directory / version_name(v) for v in versions if v not in kept]
         if not dry_run:
             for p in doomed:
                 with contextlib.suppress(FileNotFoundError):

@@ -18,7 +18,7 @@ from greetkit.commands._options import config_option, out_option, store_dir
 @click.option("--pin", type=click.IntRange(min=1), default=None,
               help="Also keep this version (one that workers are pinned to).")
 def command(config: Path, out: Path | None, dry_run: bool, keep: int, pin: int | None) -> None:
-    """Delete clip files and versions no longer needed.
+    """Delete clip files no version worth keeping names.
 
     Kept: the current version, the newest --keep versions and the --pin version, with every
     clip they name. Builds never delete old clips, because a running worker may still play
