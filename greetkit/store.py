@@ -414,7 +414,7 @@ class Store:
     def clean_temp(self) -> int:
         """Remove temporary files left by a build that died; returns how many."""
         removed = 0
-        for directory in (self.root, self.clips):
+        for directory in (self.root, self.clips, self.root / MANIFESTS_DIR):
             if not directory.is_dir():
                 continue
             for p in directory.glob(f"{TMP_PREFIX}*"):
