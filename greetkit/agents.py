@@ -193,6 +193,7 @@ def say(bank: Bank, session: AgentSession[Any], phrase: str, language: str | Non
             audio = _ClipFrames(sel.clip.chunks(rate, _frame_samples(rate, bank.frame_ms)),
                                 rate, first_frame)
             handle = session.say(sel.clip.text, audio=audio, **options)
+            _prewarm(session)
             if sel.via == "fallback":
                 log.warning("greetkit: say %s source=clip: the bank has nothing for this "
                             "phrase; playing the fallback clip", where)
@@ -221,6 +222,16 @@ def say(bank: Bank, session: AgentSession[Any], phrase: str, language: str | Non
                                  bank_version=version)
     _watch_playout(handle, said_at, "live", version)
     return handle
+
+
+def _prewarm(session: AgentSession[Any]) -> None:
+    """Open the live TTS's connection while the clip plays, so the first live sentence after
+    the greeting starts without connection set-up (``tts.prewarm()``; never raises)."""
+    try:
+        if session.tts is not None:
+            session.tts.prewarm()
+    except Exception as exc:
+        log.debug("greetkit: prewarming the live TTS failed: %r", exc)
 
 
 def _reason_label(via: str, reason: str | None) -> str:

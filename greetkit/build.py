@@ -29,7 +29,7 @@ from greetkit.engines.base import RenderedAudio, RenderRequest
 from greetkit.errors import DraftsPresent, EngineError, GreetkitError, StoreError
 from greetkit.keys import content_key as content_key
 from greetkit.keys import stale_reason
-from greetkit.manifest import ClipEntry, Manifest, Variant
+from greetkit.manifest import ClipEntry, EngineRecord, Manifest, Variant
 from greetkit.spec import BASE_RATE, DRAFT_ENGINE, MAX_CLIP_SECONDS, ClipSpec, Spec, load_spec
 from greetkit.store import Store, _fault
 
@@ -269,7 +269,33 @@ class _Builder:
             phrases=self.spec.phrases,
             clips=tuple(clips),
             texts=texts,
+            engines=_engine_records(clips),
         )
+
+
+def _engine_records(clips: list[ClipEntry]) -> dict[str, EngineRecord]:
+    """name -> the LiveKit engine entry its clips were rendered with, plus the engine's own
+    level: the median over its non-draft clips of the loudness before the DSP gain (BS.1770
+    integrated loudness, the clip's measured LUFS minus the gain applied)."""
+    from statistics import median
+
+    from greetkit.engines.livekit import LiveKitEngine
+
+    levels: dict[str, list[float]] = {}
+    for entry in clips:
+        if not entry.draft:
+            levels.setdefault(entry.engine, []).append(entry.lufs - entry.gain_db)
+    records: dict[str, EngineRecord] = {}
+    for name, values in levels.items():
+        try:
+            engine = get_engine(name)
+        except GreetkitError:
+            continue  # a reused clip of an engine no longer declared
+        if isinstance(engine, LiveKitEngine):
+            dist, ver = engine.distribution
+            records[name] = EngineRecord(livekit=engine.target, options=dict(engine.options),
+                                         plugin=f"{dist}=={ver}", lufs=round(median(values), 2))
+    return records
 
 
 def _offline(name: str) -> bool:

@@ -499,6 +499,16 @@ class Bank(Mapping[str, Clip]):
             self, session, phrase, language, fallback_text=fallback_text, **kwargs)
         return handle
 
+    def live_tts(self, language: str | None = None) -> Any:
+        """A LiveKit ``tts.TTS`` speaking with the engine and voice ``language``'s clips were
+        rendered with, leveled to the bank's loudness target (see :mod:`greetkit.live`).
+
+        >>> session = AgentSession(tts=bank.live_tts("en"))  # doctest: +SKIP
+        """
+        from greetkit.live import live_tts
+
+        return live_tts(self, language)
+
     # -- lifecycle --------------------------------------------------------------------------
     def reload(self) -> Bank:
         """Load the newest manifest of this store into a new bank; this one is untouched.

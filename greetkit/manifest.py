@@ -123,6 +123,25 @@ _ENTRY_FIELDS = frozenset(f.name for f in fields(ClipEntry))
 _VARIANT_FIELDS = tuple(f.name for f in fields(Variant))
 
 
+@dataclass(frozen=True)
+class EngineRecord:
+    """A LiveKit engine entry as the build used it, with the engine's own level."""
+
+    #: ``module:callable`` returning a ``tts.TTS`` (voices.yaml's ``livekit:``).
+    livekit: str
+    #: Keyword options passed to it (voices.yaml's ``options:``; never secrets).
+    options: Mapping[str, Any]
+    #: ``distribution==version`` of the installed plugin at build time.
+    plugin: str
+    #: The engine's own integrated loudness (BS.1770-4, LUFS): the median over its non-draft
+    #: clips of the measured loudness before the build's gain.
+    lufs: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"livekit": self.livekit, "options": dict(self.options),
+                "plugin": self.plugin, "lufs": self.lufs}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Manifest:
     """A whole bank: every clip plus what the loader needs to choose between them."""
@@ -138,6 +157,9 @@ class Manifest:
     #: phrase -> {"text": {language: text}} for clips that could not be built; the loader
     #: speaks these with live TTS.
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: Named LiveKit engines the clips were rendered with, so live speech can be built from
+    #: the same entry and leveled to the clips (see :class:`EngineRecord`).
+    engines: Mapping[str, EngineRecord] = field(default_factory=dict)
     #: Clip entries the schema refused (never serialized): see :func:`validate`.
     refused: tuple[Refused, ...] = ()
 
@@ -155,6 +177,8 @@ class Manifest:
             "phrases": list(self.phrases),
             "texts": {p: dict(t) for p, t in self.texts.items()},
             "clips": [c.to_json() for c in self.clips],
+            **({"engines": {n: e.to_json() for n, e in self.engines.items()}}
+               if self.engines else {}),
         }
 
     def dumps(self) -> str:
@@ -312,6 +336,34 @@ def _variant(data: Any, name: str) -> Variant:
     )
 
 
+_TARGET = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*")
+
+
+def _engines(value: Any) -> dict[str, EngineRecord]:
+    """The top-level ``engines`` record: name -> :class:`EngineRecord`, every field checked."""
+    if not isinstance(value, dict):
+        raise _Bad(f"engines: expected an object, got {_show(value)}")
+    records: dict[str, EngineRecord] = {}
+    for name, data in value.items():
+        where = f"engines.{_str(name, 'engines: engine name'):.40}"
+        if not isinstance(data, dict):
+            raise _Bad(f"{where}: expected an object, got {_show(data)}")
+        g = data.get
+        target = _str(g("livekit"), f"{where}.livekit")
+        if not _TARGET.fullmatch(target):
+            raise _Bad(f"{where}.livekit: {target[:60]!r} is not 'module:callable'")
+        options = g("options", {})
+        if not isinstance(options, dict):
+            raise _Bad(f"{where}.options: expected an object, got {_show(options)}")
+        for key in options:
+            _str(key, f"{where}.options: option name")
+        records[name] = EngineRecord(
+            livekit=target, options=options,
+            plugin=_str(g("plugin"), f"{where}.plugin"),
+            lufs=_float(g("lufs"), f"{where}.lufs", *_DB))
+    return records
+
+
 def _clip(data: Any) -> ClipEntry:
     """One clip entry, every field checked (a missing field reads as null: refused)."""
     if not isinstance(data, dict):
@@ -422,6 +474,7 @@ def validate(data: Any, *, source: str = MANIFEST_NAME) -> Manifest:
         default_language = _str(g("default_language"), "default_language")
         languages = _strs(g("languages", []), "languages")
         phrases = _strs(g("phrases", []), "phrases")
+        engines = _engines(g("engines", {}))
     except _Bad as exc:
         raise StoreError(f"{source}: manifest is malformed: {exc}; {_FIX}") from None
     clips: list[ClipEntry] = []
@@ -439,7 +492,8 @@ def validate(data: Any, *, source: str = MANIFEST_NAME) -> Manifest:
         clips.append(entry)
     return Manifest(version=version, built_at=built_at, generator=generator,
                     default_language=default_language, languages=languages,
-                    phrases=phrases, texts=texts, clips=tuple(clips), refused=tuple(refused))
+                    phrases=phrases, texts=texts, clips=tuple(clips), engines=engines,
+                    refused=tuple(refused))
 
 
 # Unrolled ("normal* (special normal*)*"): about 3x faster than an alternation per character.
