@@ -13,7 +13,7 @@ from bank import clip_entry, edit_manifest
 
 import greetkit
 from greetkit.errors import StoreError
-from greetkit.manifest import FORMAT, ClipEntry, Manifest, Variant, json_depth
+from greetkit.manifest import FORMAT, ClipEntry, EngineRecord, Manifest, Variant, json_depth
 
 ENTRY = dict(key="zh_default", phrase="default", language="zh", text="你好", engine="espeak",
              voice="cmn", preferred_engine="edge", draft=True, draft_reason="edge unavailable",
@@ -36,6 +36,18 @@ def test_round_trip_keeps_every_field() -> None:
     assert again == m
     assert again.clips[0].variant(24000) is not None and again.clips[0].variant(16000) is None
     assert json.loads(text)["format"] == FORMAT
+
+
+def test_round_trip_keeps_the_engines_record() -> None:
+    """The LiveKit engine entry a build used (target, options, plugin, level) survives."""
+    record = EngineRecord(livekit="livekit.plugins.openai:TTS",
+                          options={"model": "gpt-4o-mini-tts", "speed": 1.1},
+                          plugin="livekit-plugins-openai==1.8.9", lufs=-29.61)
+    m = Manifest(version=1, built_at="t", generator="g", default_language="en",
+                 languages=("en",), phrases=(), clips=(), engines={"agent": record})
+    again = Manifest.from_json(json.loads(m.dumps()))
+    assert again.engines == {"agent": record}
+    assert "engines" not in json.loads(Manifest(**{**m.__dict__, "engines": {}}).dumps())
 
 
 def test_missing_required_field_is_reported() -> None:
@@ -124,8 +136,22 @@ def test_a_duplicate_key_refuses_the_second_clip(store: Path) -> None:
     (lambda d: d.update(texts=[]), "texts: expected an object, got a list"),
     (lambda d: d.update(default_language=None), "default_language: expected a string"),
     (lambda d: d.update(languages="en"), "languages: expected a list of strings"),
+    (lambda d: d.update(engines=[]), "engines: expected an object, got a list"),
+    (lambda d: d.update(engines={"agent": {"livekit": "os:system;rm", "plugin": "p==1",
+                                           "lufs": -20.0}}),
+     "engines.agent.livekit: 'os:system;rm' is not 'module:callable'"),
+    (lambda d: d.update(engines={"agent": {"livekit": "m:TTS", "options": [1],
+                                           "plugin": "p==1", "lufs": -20.0}}),
+     "engines.agent.options: expected an object, got a list"),
+    (lambda d: d.update(engines={"agent": {"livekit": "m:TTS", "plugin": "p==1",
+                                           "lufs": "-20"}}),
+     "engines.agent.lufs: expected a number, got a string"),
+    (lambda d: d.update(engines={"agent": {"livekit": "m:TTS", "plugin": "p==1",
+                                           "lufs": 1e308}}),
+     "engines.agent.lufs: 1e+308 is out of range"),
 ], ids=["version-inf", "version-negative", "version-bool", "format-bool", "clips-object",
-        "texts-list", "default-null", "languages-string"])
+        "texts-list", "default-null", "languages-string", "engines-list", "engines-target",
+        "engines-options-list", "engines-lufs-string", "engines-lufs-range"])
 def test_a_bad_top_level_refuses_the_manifest_but_load_speaks_live(
         store: Path, change: Any, named: str) -> None:
     """A bad top-level field: load gives an empty bank whose problem names the field, and the
