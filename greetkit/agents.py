@@ -218,7 +218,7 @@ def say(bank: Bank, session: AgentSession[Any], phrase: str, language: str | Non
         return None
     log.warning("greetkit: say %s source=live: %s; speaking %r with the session's TTS",
                 where, reason or "no clip in the bank", text)
-    metrics.record_live_fallback(_reason_label(sel.via, reason), framework=_FRAMEWORK,
+    metrics.record_live_fallback(metrics.fallback_reason(sel.via, reason), framework=_FRAMEWORK,
                                  bank_version=version)
     _watch_playout(handle, said_at, "live", version)
     return handle
@@ -232,22 +232,6 @@ def _prewarm(session: AgentSession[Any]) -> None:
             session.tts.prewarm()
     except Exception as exc:
         log.debug("greetkit: prewarming the live TTS failed: %r", exc)
-
-
-def _reason_label(via: str, reason: str | None) -> str:
-    """A low-cardinality label for the live-fallback counter."""
-    if via == "disabled":
-        return "disabled"
-    text = (reason or "").lower()
-    if "checksum" in text:
-        return "bad_checksum"
-    if "no clip built" in text or "not loaded" in text:
-        return "no_clip"
-    if "manifest" in text or "no such" in text:
-        return "no_bank"
-    if "playing clip" in text:
-        return "play_failed"
-    return "unavailable" if reason else "no_clip"
 
 
 def _watch_playout(handle: Any, said_at: float, source: str, version: int | None) -> None:

@@ -88,6 +88,33 @@ def record_playout(seconds: float, *, framework: str, source: str,
         log.debug("greetkit: metric skipped: %r", exc)
 
 
+#: The values :func:`fallback_reason` gives: a label set small enough for a metric attribute.
+FALLBACK_REASONS = ("disabled", "bad_checksum", "no_clip", "no_bank", "play_failed",
+                    "unavailable")
+
+
+def fallback_reason(via: str, reason: str | None) -> str:
+    """The low-cardinality label (one of :data:`FALLBACK_REASONS`) for why a greeting is
+    spoken live, from a :class:`~greetkit.Selection`'s ``via`` and ``reason``. Every
+    integration labels the live-fallback counter with it, never with the free-text reason.
+
+    >>> fallback_reason("exact", "en_default.wav: checksum mismatch (corrupted); ...")
+    'bad_checksum'
+    """
+    if via == "disabled":
+        return "disabled"
+    text = (reason or "").lower()
+    if "checksum" in text:
+        return "bad_checksum"
+    if "no clip built" in text or "not loaded" in text:
+        return "no_clip"
+    if "manifest" in text or "no such" in text:
+        return "no_bank"
+    if "playing clip" in text:
+        return "play_failed"
+    return "unavailable" if reason else "no_clip"
+
+
 def record_live_fallback(reason: str, *, framework: str, bank_version: int | None) -> None:
     """Count one greeting spoken live, by low-cardinality ``reason``. Never raises."""
     try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from pipecat.frames.frames import (
@@ -40,6 +40,7 @@ from pipecat.processors.frame_processor import FrameProcessorSetup
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
+from greetkit import metrics
 from greetkit.loader import BASE_RATE, Bank, Clip
 
 __all__ = ["BankTTS"]
@@ -48,26 +49,6 @@ log = logging.getLogger("greetkit")
 
 #: Samples per TTSAudioRawFrame: 20 ms (the output transport re-chunks anyway).
 FRAME_MS = 20
-
-
-def _metrics() -> Any:
-    """greetkit.metrics when the loader core provides it, else None."""
-    try:
-        import greetkit.metrics as metrics
-    except ImportError:
-        return None
-    return metrics
-
-
-def _chunks(clip: Clip, rate: int, samples: int) -> Iterator[memoryview]:
-    """Sample-exact little-endian int16 windows of the clip's file at ``rate``."""
-    chunks = getattr(clip, "chunks", None)
-    if chunks is not None:  # the loader core's API
-        yield from chunks(rate, samples)
-        return
-    buf = clip.buffer(rate)
-    for start in range(0, len(buf), 2 * samples):
-        yield buf[start:start + 2 * samples]
 
 
 class BankTTS(TTSService):
@@ -95,6 +76,8 @@ class BankTTS(TTSService):
         for clip in bank.values():
             self._by_text.setdefault(clip.text.strip(), clip)
         self._queued: dict[str, float] = {}
+        # greeting text -> why its selection is live (a fallback-counter label)
+        self._live_greetings: dict[str, str] = {}
 
     def greeting(self, phrase: str = "default", language: str | None = None, *,
                  interruptible: bool | None = None, **variables: str) -> TTSSpeakFrame:
@@ -108,13 +91,16 @@ class BankTTS(TTSService):
             vars_: dict[str, Any] = dict(variables)  # select() also takes keyword sample_rate
             sel = self.bank.select(phrase, language, **vars_)
             clip, text = sel.clip, sel.text
+            why = metrics.fallback_reason(sel.via, sel.reason)
         except Exception as exc:  # the agent never sees an exception
             log.error("greetkit: pipecat greeting %r: selection failed: %r", phrase, exc)
-            clip, text = None, None
+            clip, text, why = None, None, "unavailable"
         if clip is not None:
             self._by_text.setdefault(clip.text.strip(), clip)
             text = clip.text
         text = text or "Hello!"
+        if clip is None:
+            self._live_greetings[text.strip()] = why
         self._queued[text.strip()] = time.perf_counter()
         frame = TTSSpeakFrame(text)
         frame.interruptible = self.interruptible if interruptible is None else interruptible
@@ -154,6 +140,8 @@ class BankTTS(TTSService):
         t0 = queued if queued is not None else time.perf_counter()
         clip = self._by_text.get(key)
         problem = f"{key!r} is not the text of a clip in the bank"
+        # A greeting whose selection was live is a fallback; other text (an LLM reply) is not.
+        fallback = self._live_greetings.pop(key, None)
         rate = self.sample_rate
         if clip is not None:
             play_rate = rate if rate in clip.rates else BASE_RATE
@@ -170,13 +158,17 @@ class BankTTS(TTSService):
                     yield frame
                 return
             self._by_text.pop(key, None)
+            fallback = metrics.fallback_reason("", problem)
+        if fallback is not None:
+            metrics.record_live_fallback(fallback, framework="pipecat",
+                                         bank_version=self.bank.version)
         async for frame in self._live_frames(text, context_id, problem, t0):
             yield frame
 
     async def _clip_frames(self, clip: Clip, rate: int, context_id: str,
                            t0: float) -> AsyncGenerator[Frame | None, None]:
         first = True
-        for chunk in _chunks(clip, rate, rate * FRAME_MS // 1000):
+        for chunk in clip.chunks(rate, rate * FRAME_MS // 1000):
             if first:
                 first = False
                 self._first_frame(clip.key, "clip", rate, t0)
@@ -184,10 +176,6 @@ class BankTTS(TTSService):
 
     async def _live_frames(self, text: str, context_id: str, problem: str,
                            t0: float) -> AsyncGenerator[Frame | None, None]:
-        metrics = _metrics()
-        if metrics is not None:
-            metrics.record_live_fallback(problem, framework="pipecat",
-                                         bank_version=self.bank.version)
         if self.live is None:
             if not self._warned_no_live:
                 self._warned_no_live = True
@@ -213,7 +201,5 @@ class BankTTS(TTSService):
         seconds = time.perf_counter() - t0
         log.info("greetkit: say %r source=%s rate=%d first frame %.3f ms after queueing",
                  what, source, rate, seconds * 1000)
-        metrics = _metrics()
-        if metrics is not None:
-            metrics.record_first_frame(seconds, framework="pipecat", source=source,
-                                       bank_version=self.bank.version)
+        metrics.record_first_frame(seconds, framework="pipecat", source=source,
+                                   bank_version=self.bank.version)

@@ -76,3 +76,51 @@ def test_recording_without_a_provider_or_with_bad_values_never_raises() -> None:
     metrics.record_first_frame(float("nan"), framework="x", source="clip", bank_version=None)
     metrics.record_live_fallback("r", framework="x", bank_version=None)
     metrics.record_playout(-1.0, framework="x", source="live", bank_version=3)
+
+
+def test_pipecat_counts_greeting_fallbacks_by_label_not_llm_replies(
+        built_store: Path, tmp_path: Path, reader: InMemoryMetricReader) -> None:
+    """In a real Pipecat pipeline, a greeting whose 24 kHz clip fails its checksum counts one
+    live fallback labelled ``bad_checksum`` (never the free-text problem); an ordinary LLM
+    reply spoken live counts none; both record say→first-frame with source=live."""
+    import shutil
+
+    from pipecat.frames.frames import EndFrame, TTSSpeakFrame
+    from pipecat_live import EspeakTTS
+    from test_pipecat import _damage, _run
+
+    from greetkit.pipecat import BankTTS
+
+    store = Path(shutil.copytree(built_store, tmp_path / "greetings"))
+    _damage(store, "en_default", 24000)
+    bank = load(store)
+    live = EspeakTTS()
+    tts = BankTTS(bank, live=live)
+
+    async def script(worker: Any, out: Any) -> None:
+        await worker.queue_frame(tts.greeting("default", "en"))
+        await worker.queue_frame(TTSSpeakFrame("The weather is sunny."))
+        await worker.queue_frame(EndFrame())
+
+    asyncio.run(_run(tts, 24000, script))
+    assert live.spoken == [bank["en_default"].text, "The weather is sunny."]
+    points = _points(reader)
+    fallbacks = {p.attributes["reason"]: p.value
+                 for p in points["greetkit.say.live_fallbacks"]
+                 if p.attributes["framework"] == "pipecat"}
+    assert fallbacks == {"bad_checksum": 1}
+    live_first = [p for p in points["greetkit.say.first_frame"]
+                  if p.attributes["framework"] == "pipecat" and p.attributes["source"] == "live"]
+    assert sum(p.count for p in live_first) == 2
+
+
+def test_fallback_reason_labels_are_a_small_fixed_set() -> None:
+    """Each kind of live reason maps to its label; unknown free text maps to 'unavailable'."""
+    assert metrics.fallback_reason("disabled", "GREETKIT_DISABLE is set") == "disabled"
+    assert metrics.fallback_reason("exact", "x.wav: checksum mismatch (corrupted)") == (
+        "bad_checksum")
+    assert metrics.fallback_reason("exact", "no clip built for 'bye' in 'en'") == "no_clip"
+    assert metrics.fallback_reason("none", None) == "no_clip"
+    assert metrics.fallback_reason("exact", "something odd 'with text'") == "unavailable"
+    assert set(map(lambda r: metrics.fallback_reason("exact", r), [
+        "a", "b", "checksum", "no such file"])) <= set(metrics.FALLBACK_REASONS)
