@@ -1,8 +1,13 @@
 """A LiveKit agent that greets every caller within milliseconds (livekit-agents 1.x).
 
-Build the bank first (``greetkit build``), then run the worker::
+Build the bank first (``greetkit build``), then run the worker with livekit-agents' current
+entry point (the built-in ``cli.run_app`` is deprecated in 1.8.9)::
 
-    python examples/agent.py dev        # needs LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET
+    export GREETKIT_BANK=$PWD/greetings    # absolute: the forkserver loads it
+    lk agent dev examples/agent.py         # the LiveKit CLI, or without it:
+    python -m livekit.agents start examples/agent.py --dev   # or: python examples/agent.py --dev
+
+Both need LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET.
 
 The greeting is the pre-built clip for the caller's language (participant attribute
 ``language``, e.g. ``zh-CN``), or the phrase spoken live when no clip fits. Live speech uses
@@ -13,14 +18,16 @@ The room output runs at 48 kHz, the rate clips are stored at, so nothing is resa
 way out. (LiveKit's default is 24 kHz; alternatively add 24000 to ``sample_rates`` in
 voices.yaml and leave the room output alone: ``bank.say`` then plays the 24 kHz variant.)
 
-To load the bank once per server instead of once per job, add
-``preload_modules=["greetkit.preload"]`` to the AgentServer below and use
-``greetkit.preload.bank`` in ``prewarm``.
+The bank is loaded once per server: ``preload_modules=["greetkit.preload"]`` imports
+:mod:`greetkit.preload` in LiveKit's forkserver (the bank named by ``GREETKIT_BANK``, every
+checksum verified), and ``prewarm`` in each job process only picks it up. See
+:mod:`greetkit.preload` for what happens under the ``spawn`` start method.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from livekit.agents import (
@@ -29,16 +36,13 @@ from livekit.agents import (
     AgentSession,
     JobContext,
     JobProcess,
-    cli,
     room_io,
 )
 from livekit.agents.voice import SpeechHandle
 
-import greetkit
+import greetkit.preload
 from greetkit.agents import EspeakTTS
 
-#: The store built by ``greetkit build``.
-GREETINGS = os.environ.get("GREETKIT_BANK", "greetings")
 #: The rate the room output plays at; clips are stored at 48 kHz.
 OUTPUT_RATE = 48000
 
@@ -48,8 +52,9 @@ ROOM_OPTIONS = room_io.RoomOptions(
 
 
 def prewarm(proc: JobProcess) -> None:
-    """Runs synchronously in each job process before it gets a job: map the bank."""
-    proc.userdata["greetings"] = greetkit.load(GREETINGS)
+    """Runs synchronously in each job process before it gets a job: the bank the
+    forkserver loaded (already mapped and verified; costs nothing here)."""
+    proc.userdata["greetings"] = greetkit.preload.bank
 
 
 def make_session() -> AgentSession[Any]:
@@ -76,8 +81,11 @@ async def entrypoint(ctx: JobContext) -> None:
     greet(session, ctx.proc.userdata, participant.attributes.get("language"))
 
 
-server = AgentServer(setup_fnc=prewarm)
+server = AgentServer(setup_fnc=prewarm, preload_modules=["greetkit.preload"])
 server.rtc_session(entrypoint)
 
 if __name__ == "__main__":
-    cli.run_app(server)
+    # The thin entry point that replaces the deprecated cli.run_app; it finds `server` above.
+    from livekit.agents.__main__ import main
+
+    sys.exit(main(["start", __file__, *sys.argv[1:]]))

@@ -35,6 +35,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import sys
+from types import FrameType
 
 from greetkit.loader import Bank, load
 
@@ -42,7 +44,7 @@ from greetkit.loader import Bank, load
 with contextlib.suppress(ImportError):
     import greetkit.agents  # noqa: F401
 
-__all__ = ["BANK_ENV", "VERSION_ENV", "bank"]
+__all__ = ["BANK_ENV", "VERSION_ENV", "bank", "preloaded"]
 
 #: Environment variable naming the store directory to load.
 BANK_ENV = "GREETKIT_BANK"
@@ -65,11 +67,27 @@ def _pinned() -> int | None:
 
 def _in_job_process() -> bool:
     """True when imported in a multiprocessing child: a forked job would have inherited
-    this module from the forkserver, so preload_modules cannot have taken effect."""
-    return multiprocessing.parent_process() is not None
+    this module from the forkserver, so preload_modules cannot have taken effect.
+
+    A child still unpickling its target (an entrypoint whose module imports this one) has
+    no ``parent_process()`` yet, but ``multiprocessing.spawn._main`` is on its stack; the
+    forkserver importing its preload list never runs that function."""
+    if multiprocessing.parent_process() is not None:
+        return True
+    spawn_main = os.path.join("multiprocessing", "spawn.py")
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "_main" and frame.f_code.co_filename.endswith(spawn_main):
+            return True
+        frame = frame.f_back
+    return False
 
 
-if _in_job_process():
+#: False when this module was imported in a job process itself (preload_modules did not
+#: take effect: spawn start method, or the name missing or misspelt there).
+preloaded: bool = not _in_job_process()
+
+if not preloaded:
     logging.getLogger("greetkit").warning(
         "greetkit: greetkit.preload imported in job process %d: preload_modules did not take "
         "effect (spawn start method, or 'greetkit.preload' missing or misspelt in "

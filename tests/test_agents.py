@@ -12,8 +12,9 @@ import asyncio
 import importlib.util
 import json
 import logging
+import os
 import shutil
-import time
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -29,7 +30,7 @@ from livekit.agents import Agent, AgentSession, APIError
 from livekit.agents.job import JobExecutorType, JobProcess
 from livekit.agents.llm import ChatMessage
 from livekit.agents.utils.audio import audio_frames_from_file
-from livekit.agents.voice import io
+from livekit_capture import CaptureOutput
 
 from greetkit.agents import EspeakTTS, frames, output_rate
 from greetkit.errors import AudioError, StoreError
@@ -41,73 +42,6 @@ T = TypeVar("T")
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-class CaptureOutput(io.AudioOutput):
-    """An audio sink that records frames per playback segment.
-
-    A segment starts with the first frame after a flush. ``flush`` ends it as fully played:
-    at once, or with ``realtime=True`` after the segment's duration, as a room output does
-    when its buffer drains. ``clear_buffer`` ends a segment still playing as interrupted.
-    Each segment reports ``playback_finished`` exactly once, so SpeechHandles complete.
-    """
-
-    def __init__(self, sample_rate: int | None, *, realtime: bool = False) -> None:
-        super().__init__(label="capture", capabilities=io.AudioOutputCapabilities(pause=True),
-                         sample_rate=sample_rate)
-        self.segments: list[list[rtc.AudioFrame]] = []
-        self.interrupted = 0
-        self._realtime = realtime
-        self._open = False
-        self._playing = False
-        self._pushed = 0.0
-        self._started_at = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-
-    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
-        await super().capture_frame(frame)
-        if not self._open:
-            self._open = self._playing = True
-            self._pushed, self._started_at = 0.0, time.monotonic()
-            self.segments.append([])
-            self.on_playback_started(created_at=time.time())
-        self.segments[-1].append(frame)
-        self._pushed += frame.duration
-
-    def flush(self) -> None:
-        super().flush()
-        if not self._open:
-            return
-        self._open = False
-        if self._realtime:
-            remaining = self._pushed - (time.monotonic() - self._started_at)
-            self._timer = asyncio.get_running_loop().call_later(
-                max(0.0, remaining), self._finish, self._pushed, False)
-        else:
-            self._finish(self._pushed, False)
-
-    def clear_buffer(self) -> None:
-        if not self._playing:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._open = False
-        self.interrupted += 1
-        played = min(self._pushed, time.monotonic() - self._started_at)
-        self._finish(played, True)
-
-    def _finish(self, position: float, interrupted: bool) -> None:
-        self._playing, self._timer = False, None
-        self.on_playback_finished(playback_position=position, interrupted=interrupted)
-
-    def pcm(self, segment: int = -1) -> np.ndarray[Any, np.dtype[np.int16]]:
-        """The int16 samples of one captured segment."""
-        return np.concatenate([np.frombuffer(f.data, dtype=np.int16)
-                               for f in self.segments[segment]])
-
-    def rates(self) -> set[int]:
-        return {f.sample_rate for seg in self.segments for f in seg}
 
 
 @asynccontextmanager
@@ -348,10 +282,11 @@ def test_queued_and_concurrent_says_deliver_correct_audio(built_store: Path) -> 
 
 def test_example_agent_prewarm_and_greeting(built_store: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """examples/agent.py: its prewarm loads the bank into a real JobProcess's userdata, its
-    session (EspeakTTS at 48 kHz) plays the caller-language clip sample-exact."""
-    monkeypatch.chdir(built_store.parent)
-    monkeypatch.delenv("GREETKIT_BANK", raising=False)
+    """examples/agent.py: its prewarm puts the preloaded bank ($GREETKIT_BANK) into a real
+    JobProcess's userdata, its session (EspeakTTS at 48 kHz) plays the caller-language clip
+    sample-exact."""
+    monkeypatch.setenv("GREETKIT_BANK", str(built_store))
+    monkeypatch.delitem(sys.modules, "greetkit.preload", raising=False)
     monkeypatch.delenv("LIVEKIT_TTS_MODEL", raising=False)
     example = _import_example()
     proc = JobProcess(executor_type=JobExecutorType.PROCESS, user_arguments=None,
@@ -376,6 +311,47 @@ def test_example_agent_prewarm_and_greeting(built_store: Path,
             await session.aclose()
 
     run(main())
+
+
+def test_example_greets_from_the_clip_in_livekits_agent_server_offline(
+        built_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """LiveKit's real AgentServer, unregistered (no LiveKit server), runs a fake job in a real
+    forkserver job process with the example's preload_modules and prewarm: the zh-CN caller
+    hears the zh_default clip sample-exact, from the bank the forkserver preloaded."""
+    out = tmp_path / "job.json"
+    monkeypatch.setenv("GREETKIT_BANK", str(built_store))
+    monkeypatch.setenv("GREETKIT_TEST_JOB_OUT", str(out))
+    monkeypatch.delenv("LIVEKIT_TTS_MODEL", raising=False)
+    monkeypatch.delenv("GREETKIT_DISABLE", raising=False)
+    for name in ("greetkit.preload", "greetkit_example_agent", "agent_job"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import agent_job
+
+    async def main() -> None:
+        server = agent_job.server
+        running = asyncio.create_task(server.run(devmode=True, unregistered=True))
+        await asyncio.sleep(0)  # run() takes the server's lock first; simulate_job waits on it
+        try:
+            await server.simulate_job("greetkit-test", fake_job=True)
+            for _ in range(1200):  # the job writes its outcome; at most 60 s
+                if out.exists() or running.done():
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await asyncio.wait_for(server.aclose(), 30)
+            await asyncio.wait_for(running, 30)
+
+    with caplog.at_level(logging.INFO):
+        run(main())
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert "error" not in result, result
+    assert result["pid"] != os.getpid()
+    assert result["preloaded"] is True and result["same_bank"] is True
+    assert result["equals_clip"] is True
+    assert result["samples"] == load(built_store)["zh_default"].pcm(48000).size
+    assert any("say 'zh_default' source=clip rate=48000 first frame" in r.getMessage()
+               for r in caplog.records)  # the job process's log line, forwarded by LiveKit
 
 
 def _import_example() -> ModuleType:
