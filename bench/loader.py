@@ -9,6 +9,10 @@
 3. Private memory of 4 processes forked after load, each playing the whole bank.
 4. Per-job cost: a process forked after ``import greetkit.preload`` vs one forked before
    the bank was loaded that calls ``greetkit.load`` itself (LiveKit's prewarm pattern).
+5. First ``say`` -> first frame at a real ``AgentSession``'s audio output in a fresh job
+   process: README prewarm pattern (``greetkit.load`` in the job) vs ``greetkit.preload``
+   vs a warm say (the job's second) vs the floor (``session.say`` over pre-built
+   ``rtc.AudioFrame`` objects).
 
 Not a test: nothing is asserted; targets from issue 4 are printed beside the figures.
 The clips are synthetic (tones + noise) written through greetkit's store format.
@@ -342,6 +346,123 @@ def bench_jobs(store: Path) -> None:
           f"({res['load'][1]:.2f} ms vs {res['preload'][1]:.3f} ms per job)")
 
 
+CHILD_SAY = r"""
+import asyncio, json, os, sys, time
+mode, store, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+import livekit.agents  # LiveKit's forkserver has the framework imported
+if mode == "preload":
+    os.environ["GREETKIT_BANK"] = store
+    import greetkit.preload  # AgentServer(preload_modules=["greetkit.preload"])
+results = []
+for _ in range(runs):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        if mode == "preload":
+            bank = greetkit.preload.bank                  # README: prewarm picks it up
+        else:
+            import greetkit
+            bank = greetkit.load(store)                    # README: prewarm loads it
+        from livekit import rtc
+        from livekit.agents import Agent, AgentSession
+        from livekit.agents.voice import io
+
+        class Sink(io.AudioOutput):
+            def __init__(self):
+                super().__init__(label="bench", capabilities=io.AudioOutputCapabilities(
+                    pause=True), sample_rate=48000)
+                self.first_at, self.open, self.pushed = None, False, 0.0
+            async def capture_frame(self, frame):
+                await super().capture_frame(frame)
+                if self.first_at is None:
+                    self.first_at = time.perf_counter()
+                if not self.open:
+                    self.open = True
+                    self.on_playback_started(created_at=time.time())
+                self.pushed += frame.duration
+            def flush(self):
+                super().flush()
+                self._end(False)
+            def clear_buffer(self):
+                self._end(True)
+            def _end(self, interrupted):
+                if self.open:
+                    self.open = False
+                    self.on_playback_finished(playback_position=self.pushed,
+                                              interrupted=interrupted)
+                    self.pushed = 0.0
+
+        async def job():
+            session = AgentSession()
+            sink = Sink()
+            session.output.audio = sink
+            await session.start(agent=Agent(instructions="Greet."), record=False)
+            out = []
+
+            async def timed(start):
+                sink.first_at = None
+                t = time.perf_counter()
+                handle = start()
+                while sink.first_at is None:
+                    await asyncio.sleep(0)
+                out.append((sink.first_at - t) * 1000)
+                await handle.wait_for_playout()
+
+            await timed(lambda: bank.say(session, "p000"))     # the job's first say
+            await timed(lambda: bank.say(session, "p001"))     # a warm say
+            clip = bank.select("p002").clip
+            prebuilt = [rtc.AudioFrame(bytes(c), 48000, 1, len(c) // 2)
+                        for c in clip.chunks(48000, 960)]
+
+            async def floor():
+                for f in prebuilt:
+                    yield f
+            await timed(lambda: session.say(clip.text, audio=floor()))
+            await session.aclose()
+            return out
+
+        res = loop.run_until_complete(job())
+        os.write(w, json.dumps(res).encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        results.append(json.loads(f.read()))
+    os.waitpid(pid, 0)
+print(json.dumps(results))
+"""
+
+SAY_RUNS = 11
+
+
+def bench_first_say(store: Path) -> None:
+    rows = {}
+    for mode in ("load", "preload"):
+        out = subprocess.run([sys.executable, "-c", CHILD_SAY, mode, str(store), str(SAY_RUNS)],
+                             capture_output=True, text=True, check=True)
+        rows[mode] = json.loads(out.stdout)
+    rows_out = [  # (label, short name, median ms)
+        ("README prewarm: greetkit.load in the job, first say", "README prewarm",
+         statistics.median(r[0] for r in rows["load"])),
+        ("preload_modules=['greetkit.preload'], first say", "preload",
+         statistics.median(r[0] for r in rows["preload"])),
+        ("warm say (the job's second, after preload)", "warm say",
+         statistics.median(r[1] for r in rows["preload"])),
+        ("floor: session.say over pre-built AudioFrames", "floor",
+         statistics.median(r[2] for r in rows["preload"] + rows["load"])),
+    ]
+    print(f"\n5. First say -> first frame at a real AgentSession's audio output, in a fresh "
+          f"job process forked from a parent with livekit.agents imported; median of "
+          f"{SAY_RUNS} jobs each, {N_CLIPS}-clip bank")
+    print(f"   {'job':55} {'say -> first frame':>19} {'/ floor':>8}")
+    floor = rows_out[-1][2]
+    for label, _, ms in rows_out:
+        print(f"   {label:55} {ms:>16.3f} ms {ms / floor:>7.2f}x")
+    print(f"   README prewarm / preload = {rows_out[0][2] / rows_out[1][2]:.1f}x")
+
+
 def main() -> None:
     import livekit.agents
 
@@ -355,6 +476,7 @@ def main() -> None:
         bench_load(bank_dir)
         bench_fork(bank_dir)
         bench_jobs(bank_dir)
+        bench_first_say(bank_dir)
 
 
 if __name__ == "__main__":
