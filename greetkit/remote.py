@@ -34,7 +34,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -399,6 +399,35 @@ class Remote:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             raise
+
+
+#: Environment variables of :func:`pull_from_environment` (and of greetkit.preload for the
+#: bank directory and pinned version): where the bank is published, where it goes, which version.
+SOURCE_ENV = "GREETKIT_SOURCE"
+BANK_ENV = "GREETKIT_BANK"
+VERSION_ENV = "GREETKIT_BANK_VERSION"
+
+
+def pull_from_environment(environ: Mapping[str, str] | None = None, *,
+                          progress: Progress | None = None) -> TransferResult | None:
+    """Pull the bank published at ``GREETKIT_SOURCE`` into ``GREETKIT_BANK`` (default
+    ``greetings``), the version ``GREETKIT_BANK_VERSION`` pins or else the current one.
+
+    Returns None when ``GREETKIT_SOURCE`` is unset (nothing to pull). What the
+    ``livekit.plugins.greetkit`` plugin runs in ``python -m livekit.agents download-files``.
+    Raises :class:`RemoteError` (a bad version number included) or :class:`StoreError`.
+    """
+    env = os.environ if environ is None else environ
+    url = env.get(SOURCE_ENV, "").strip()
+    if not url:
+        return None
+    raw = env.get(VERSION_ENV, "").strip()
+    if raw and not (raw.isdigit() and int(raw) > 0):
+        raise RemoteError(f"{VERSION_ENV}={raw!r} is not a version number; set it to a "
+                          "published version (e.g. 3) or unset it for the current one")
+    version = int(raw) if raw else None
+    store = Store(Path(env.get(BANK_ENV, "").strip() or "greetings"))
+    return Remote.open(url).pull(store, version=version, progress=progress)
 
 
 def _env_config(scheme: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("obstore")
 
+from download_files import download_files
 from seaweed import BUCKET, S3Server, Unavailable, seaweedfs
 
 from greetkit.build import build
@@ -205,6 +206,21 @@ def test_two_concurrent_publishes_leave_valid_versions(
         texts.add(_greeting(dest))
     assert texts == {"Hello there.", "Welcome back."}
     assert remote.current().version in (1, 2)
+
+
+def test_livekit_download_files_pulls_from_s3(bucket: str, s3_env: dict[str, str],
+                                             project: Callable[[str], Store],
+                                             tmp_path: Path) -> None:
+    """`python -m livekit.agents download-files` with GREETKIT_SOURCE=s3://... and the AWS_*
+    variables pulls a bank that verifies and whose clips are byte-identical."""
+    src = project("Hello there.")
+    Remote.open(bucket).publish(src)
+    bank = tmp_path / "worker" / "greetings"
+    run = download_files(tmp_path, GREETKIT_SOURCE=bucket, GREETKIT_BANK=str(bank), **s3_env)
+    assert run.returncode == 0, run.stderr
+    assert "greetkit: pulled" in run.stderr, run.stderr
+    assert Store(bank).verify() == []
+    assert _files(Store(bank)) == _files(src)
 
 
 def test_nothing_published_is_one_line(bucket: str, tmp_path: Path) -> None:
