@@ -48,7 +48,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from livekit.agents import AgentSession
     from livekit.agents.voice import SpeechHandle
 
-__all__ = ["EspeakTTS", "frames", "say"]
+if _LIVEKIT_ERROR is None:
+    from greetkit.edge_live import EdgeTTS as EdgeTTS
+
+__all__ = ["EdgeTTS", "EspeakTTS", "frames", "say"]
 
 log = logging.getLogger("greetkit")
 

@@ -192,6 +192,12 @@ def voices_url() -> str:
     return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
+def configure_client() -> str:
+    """Point the edge-tts client at :func:`endpoint` (``GREETKIT_EDGE_URL`` or the service)
+    and return that URL; for callers that stream with ``edge_tts.Communicate`` themselves."""
+    return _apply_endpoint()
+
+
 def _apply_endpoint() -> str:
     """Point the client at :func:`endpoint` (module attributes, imported by name) and return it.
 
