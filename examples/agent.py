@@ -11,8 +11,9 @@ Both need LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET.
 
 The greeting is the pre-built clip for the caller's language (participant attribute
 ``language``, e.g. ``zh-CN``), or the phrase spoken live when no clip fits. Live speech uses
-the LiveKit Inference TTS model named by ``LIVEKIT_TTS_MODEL`` (e.g. ``cartesia/sonic-2``)
-when set, otherwise espeak-ng offline through :class:`greetkit.agents.EspeakTTS`.
+the engine the clips were rendered with (``bank.live_tts()``: the same LiveKit plugin entry,
+edge voice or espeak-ng voice, leveled to the clips' loudness), or the LiveKit Inference TTS
+model named by ``LIVEKIT_TTS_MODEL`` (e.g. ``cartesia/sonic-2``) when that is set.
 
 The room output runs at 48 kHz, the rate clips are stored at, so nothing is resampled on the
 way out. (LiveKit's default is 24 kHz; alternatively add 24000 to ``sample_rates`` in
@@ -41,7 +42,6 @@ from livekit.agents import (
 from livekit.agents.voice import SpeechHandle
 
 import greetkit.preload
-from greetkit.agents import EspeakTTS
 
 #: The rate the room output plays at; clips are stored at 48 kHz.
 OUTPUT_RATE = 48000
@@ -57,10 +57,11 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata["greetings"] = greetkit.preload.bank
 
 
-def make_session() -> AgentSession[Any]:
-    """The session: a cloud TTS when one is configured, else espeak-ng offline."""
+def make_session(userdata: dict[Any, Any]) -> AgentSession[Any]:
+    """The session: the clips' own engine live (same voice, same loudness), unless a LiveKit
+    Inference model is configured."""
     model = os.environ.get("LIVEKIT_TTS_MODEL")
-    return AgentSession(tts=model or EspeakTTS(sample_rate=OUTPUT_RATE))
+    return AgentSession(tts=model or userdata["greetings"].live_tts())
 
 
 def greet(session: AgentSession[Any], userdata: dict[Any, Any],
@@ -71,7 +72,7 @@ def greet(session: AgentSession[Any], userdata: dict[Any, Any],
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    session = make_session()
+    session = make_session(ctx.proc.userdata)
     await session.start(
         agent=Agent(instructions="You are Xiaozhi, a friendly assistant."),
         room=ctx.room,

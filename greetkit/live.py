@@ -104,11 +104,14 @@ def _entries_for(bank: Bank, language: str | None) -> list[ClipEntry]:
     return clips
 
 
-def live_tts(bank: Bank, language: str | None = None) -> LeveledTTS:
+def live_tts(bank: Bank, language: str | None = None, *, rate: str = "+0%",
+             pitch: str = "+0Hz", volume: str = "+0%") -> LeveledTTS:
     """The TTS that speaks like ``language``'s clips, leveled to the bank's loudness target.
 
     Uses the engine and voice most of the language's (non-draft) clips were rendered with.
-    A LiveKit engine is rebuilt from the manifest's record; an espeak bank speaks through
+    A LiveKit engine is rebuilt from the manifest's record; an edge bank speaks through
+    :class:`greetkit.agents.EdgeTTS` with the clips' voice (``rate``/``pitch``/``volume``: the
+    edge options the clips used, if not the defaults); an espeak bank through
     :class:`greetkit.agents.EspeakTTS`; anything else (or an empty bank) falls back to espeak
     with a warning. Raises :class:`~greetkit.errors.EngineUnavailable` when the plugin's
     constructor refuses (no API key in the environment, say).
@@ -132,6 +135,10 @@ def live_tts(bank: Bank, language: str | None = None) -> LeveledTTS:
     if record is not None:
         level = record.lufs
         inner = LiveKitEngine(engine, record.livekit, dict(record.options)).make_tts(voice)
+    elif engine == "edge":
+        from greetkit.agents import EdgeTTS
+
+        inner = EdgeTTS(voice, rate=rate, pitch=pitch, volume=volume)
     elif engine == "espeak":
         inner = EspeakTTS(language=mine[0].language, voice=voice, sample_rate=48000)
     else:

@@ -499,7 +499,7 @@ class Bank(Mapping[str, Clip]):
             self, session, phrase, language, fallback_text=fallback_text, **kwargs)
         return handle
 
-    def live_tts(self, language: str | None = None) -> Any:
+    def live_tts(self, language: str | None = None, **edge_options: str) -> Any:
         """A LiveKit ``tts.TTS`` speaking with the engine and voice ``language``'s clips were
         rendered with, leveled to the bank's loudness target (see :mod:`greetkit.live`).
 
@@ -507,7 +507,7 @@ class Bank(Mapping[str, Clip]):
         """
         from greetkit.live import live_tts
 
-        return live_tts(self, language)
+        return live_tts(self, language, **edge_options)
 
     # -- lifecycle --------------------------------------------------------------------------
     def reload(self) -> Bank:

@@ -53,7 +53,7 @@ async def entrypoint(ctx: JobContext) -> None:
         bank = ctx.proc.userdata["greetings"]
         result["preloaded"] = greetkit.preload.preloaded
         result["same_bank"] = bank is greetkit.preload.bank
-        session = example.make_session()
+        session = example.make_session(ctx.proc.userdata)
         out = CaptureOutput(example.OUTPUT_RATE)
         session.output.audio = out
         await session.start(agent=Agent(instructions="Greet."), record=False)

@@ -34,6 +34,7 @@ from livekit_capture import CaptureOutput
 
 from greetkit.agents import EspeakTTS, frames, output_rate
 from greetkit.errors import AudioError, StoreError
+from greetkit.live import LeveledTTS
 from greetkit.loader import Bank, load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -283,8 +284,8 @@ def test_queued_and_concurrent_says_deliver_correct_audio(built_store: Path) -> 
 def test_example_agent_prewarm_and_greeting(built_store: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """examples/agent.py: its prewarm puts the preloaded bank ($GREETKIT_BANK) into a real
-    JobProcess's userdata, its session (EspeakTTS at 48 kHz) plays the caller-language clip
-    sample-exact."""
+    JobProcess's userdata, its session (bank.live_tts(): the espeak bank's EspeakTTS at
+    48 kHz, leveled) plays the caller-language clip sample-exact."""
     monkeypatch.setenv("GREETKIT_BANK", str(built_store))
     monkeypatch.delitem(sys.modules, "greetkit.preload", raising=False)
     monkeypatch.delenv("LIVEKIT_TTS_MODEL", raising=False)
@@ -297,8 +298,9 @@ def test_example_agent_prewarm_and_greeting(built_store: Path,
     assert example.ROOM_OPTIONS.get_audio_output_options().sample_rate == 48000
 
     async def main() -> None:
-        session = example.make_session()
-        assert isinstance(session.tts, EspeakTTS)
+        session = example.make_session(proc.userdata)
+        assert isinstance(session.tts, LeveledTTS)
+        assert isinstance(session.tts.inner, EspeakTTS) and session.tts.sample_rate == 48000
         out = CaptureOutput(example.OUTPUT_RATE)
         session.output.audio = out
         await session.start(agent=Agent(instructions="Greet."), record=False)
