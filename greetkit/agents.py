@@ -239,7 +239,8 @@ def _prewarm(session: AgentSession[Any]) -> None:
 
 def _watch_playout(handle: Any, said_at: float, source: str, version: int | None) -> None:
     """Record say → playout once LiveKit reports the speech started playing (where it does:
-    the assistant ``ChatMessage.metrics`` of the handle)."""
+    the assistant ``ChatMessage.metrics`` of the handle); for live speech that is also its
+    say → first frame."""
     try:
         add = handle.add_done_callback
     except AttributeError:
@@ -255,9 +256,16 @@ def _watch_playout(handle: Any, said_at: float, source: str, version: int | None
                 if started:
                     break
             if started:
-                metrics.record_playout(max(0.0, float(started) - wall_said),
-                                       framework=_FRAMEWORK, source=source,
+                seconds = max(0.0, float(started) - wall_said)
+                metrics.record_playout(seconds, framework=_FRAMEWORK, source=source,
                                        bank_version=version)
+                if source == "live":
+                    # Live frames come from the session's TTS, out of greetkit's sight: the
+                    # first one is where LiveKit reports it, the output starting to play.
+                    log.info("greetkit: say source=live first frame %.3f ms after say() "
+                             "(LiveKit's started_speaking_at)", seconds * 1000)
+                    metrics.record_first_frame(seconds, framework=_FRAMEWORK, source="live",
+                                               bank_version=version)
         except Exception as exc:  # metrics never break a greeting
             log.debug("greetkit: playout metric skipped: %r", exc)
 

@@ -71,6 +71,37 @@ def test_clip_and_live_says_are_recorded_with_source_reason_and_version(
     assert {p.attributes["source"] for p in playout} >= {"clip"}
 
 
+def test_live_say_records_first_frame_where_livekit_reports_playout(
+        built_store: Path, reader: InMemoryMetricReader) -> None:
+    """A say spoken live (espeak-ng through the session's TTS) records say→first-frame with
+    source=live from LiveKit's started_speaking_at, the same figure as its playout."""
+    bank = load(built_store)
+
+    def live_count(points: dict[str, list[Any]], name: str) -> int:
+        return sum(p.count for p in points.get(name, [])
+                   if p.attributes["source"] == "live"
+                   and p.attributes["framework"] == "livekit")
+
+    before = _points(reader)
+
+    async def main() -> None:
+        async with session_with_capture(48000) as (session, _out):
+            handle = bank.say(session, "thanks", language="en")  # no clip: spoken live
+            assert handle is not None
+            await asyncio.wait_for(handle.wait_for_playout(), 20)
+
+    asyncio.run(main())
+    after = _points(reader)
+    assert live_count(after, "greetkit.say.first_frame") == \
+        live_count(before, "greetkit.say.first_frame") + 1
+    assert live_count(after, "greetkit.say.playout") == \
+        live_count(before, "greetkit.say.playout") + 1
+    live = [p for p in after["greetkit.say.first_frame"]
+            if p.attributes["source"] == "live" and p.attributes["framework"] == "livekit"]
+    assert live[0].attributes["bank_version"] == bank.version
+    assert 0 < live[0].min < 20  # espeak-ng's first audio, after say(), within the wait
+
+
 def test_recording_without_a_provider_or_with_bad_values_never_raises() -> None:
     """The record functions swallow anything (a metric must never break a greeting)."""
     metrics.record_first_frame(float("nan"), framework="x", source="clip", bank_version=None)
