@@ -407,9 +407,16 @@ def test_endpoint_without_query_is_rejected(monkeypatch: pytest.MonkeyPatch) -> 
     assert not info.value.retryable and "'?'" in str(info.value)
 
 
-def test_endpoint_change_resets_the_client_clock_skew(server: EdgeServer) -> None:
+def test_endpoint_change_resets_the_client_clock_skew(server: EdgeServer,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Skew learned from another server is dropped when the endpoint changes."""
-    DRM.clock_skew_seconds = 1234.0
+    # Render once through another spelling of the endpoint, so the next render changes it
+    # whatever earlier tests rendered against.
+    monkeypatch.setenv("GREETKIT_EDGE_URL", server.url.replace("127.0.0.1", "localhost", 1))
+    asyncio.run(fast_engine().render(request()))
+    monkeypatch.setenv("GREETKIT_EDGE_URL", server.url)
+    server.reset()
+    DRM.clock_skew_seconds = 1234.0  # as if learned from the other server
     asyncio.run(fast_engine().render(request()))
     assert abs(DRM.clock_skew_seconds) < 2.0
     assert [r.status for r in server.handshakes] == [101]

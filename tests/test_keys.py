@@ -78,3 +78,24 @@ def test_noop_build_does_not_import_scipy(bank: Path) -> None:
                          timeout=120, cwd=bank.parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_noop_build_of_edge_drafts_imports_no_client(tmp_path: Path) -> None:
+    """The shipped shape offline: edge preferred but unreachable, so the clips are espeak
+    drafts. A rebuild still asks edge whether it is back (to replace the drafts), but that
+    check is a TCP connect: neither the edge-tts client, aiohttp nor scipy is imported."""
+    spec = tmp_path / "voices.yaml"
+    spec.write_text(
+        "version: 1\ndefaults: {engine: edge, language: en}\n"
+        "languages:\n  en: {voices: {edge: en-US-AvaNeural, espeak: en-us}}\n"
+        "phrases:\n  default:\n    en: \"Hi there!\"\n", encoding="utf-8")
+    first = build(spec)
+    assert first.drafts and first.rendered == ["en_default"]
+    code = ("import sys; from greetkit.build import build; "
+            f"r = build({str(spec)!r}); assert not r.rendered, r.summary(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} "
+            "& {'scipy', 'edge_tts', 'aiohttp'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

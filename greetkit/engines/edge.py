@@ -217,13 +217,16 @@ def _apply_endpoint() -> str:
         DRM.clock_skew_seconds = 0.0
         _applied_url = url
     host = urllib.parse.urlsplit(url).hostname or ""
-    if host in ("127.0.0.1", "localhost", "::1"):
+    if host in _LOCAL_HOSTS:
         # The client honours proxy variables (trust_env); a local server must not be proxied.
         for name in ("NO_PROXY", "no_proxy"):
             present = [h for h in os.environ.get(name, "").split(",") if h.strip()]
             if host not in present:
                 os.environ[name] = ",".join([*present, host])
     return url
+
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def _reachability_target(url: str) -> tuple[str, int]:
@@ -234,7 +237,8 @@ def _reachability_target(url: str) -> tuple[str, int]:
     port = parts.port or (443 if secure else 80)
     proxies = urllib.request.getproxies()
     proxy = proxies.get("https" if secure else "http") or proxies.get("all")
-    if proxy and not urllib.request.proxy_bypass(host):
+    # A local endpoint (a relay or test server) is never proxied: the client is told so too.
+    if proxy and host not in _LOCAL_HOSTS and not urllib.request.proxy_bypass(host):
         p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         return p.hostname or host, p.port or 80
     return host, port
@@ -502,8 +506,12 @@ class EdgeEngine:
         return f"edge-tts {edge_tts_version()}"
 
     def check_available(self) -> None:
-        """A TCP connect (DNS included) to the endpoint, or its proxy, within ~2.5 s."""
-        url = _apply_endpoint()
+        """A TCP connect (DNS included) to the endpoint, or its proxy, within ~2.5 s.
+
+        Only the URL is needed, not the client: a build with nothing to render that asks
+        whether edge is back (to replace drafts) must not pay for importing edge-tts and
+        aiohttp. :meth:`render` points the client at the endpoint itself."""
+        url = endpoint()
         host, port = _reachability_target(url)
 
         outcome: list[OSError | None] = []
