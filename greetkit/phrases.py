@@ -8,6 +8,8 @@ Whitespace is collapsed, so a template may be laid out over several lines.
 
 from __future__ import annotations
 
+import os
+import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -17,6 +19,7 @@ import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
@@ -166,18 +169,57 @@ def _checked_filter(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _SizedLoader(jinja2.FileSystemLoader):
+    """FileSystemLoader that checks a template's size from the file before reading it.
+
+    Jinja2's own loader reads the whole file: a 400 MB file in templates/ filled memory
+    before the size cap saw it. Here the size comes from ``fstat`` and at most the cap (in
+    UTF-8 bytes) is read, so a file that grows, or a special file reporting size 0, stops
+    there too.
+    """
+
     def get_source(self, environment: jinja2.Environment,
                    template: str) -> tuple[str, str, Callable[[], bool]]:
-        source, filename, uptodate = super().get_source(environment, template)
-        # FileSystemLoader refuses '../' names but follows symlinks: a link in templates/
-        # must not read a file elsewhere.
+        pieces = split_template_path(template)  # refuses '../' names
+        for root in self.searchpath:
+            filename = posixpath.join(root, *pieces)
+            if os.path.isfile(filename):
+                break
+        else:
+            raise jinja2.TemplateNotFound(template)
+        # Symlinks are followed by open(): a link in templates/ must not read a file elsewhere.
         roots = [Path(p).resolve() for p in self.searchpath]
         if not any(Path(filename).resolve().is_relative_to(r) for r in roots):
             raise jinja2.TemplateNotFound(template)
+        limit = 4 * MAX_TEMPLATE_BYTES  # the cap is in characters; UTF-8 needs <= 4 bytes each
+        too_big = PhraseError(f"template is larger than {MAX_TEMPLATE_BYTES} characters; "
+                              "keep templates/ files short", template)
+        try:
+            with open(filename, "rb") as f:
+                if os.fstat(f.fileno()).st_size > limit:
+                    raise too_big
+                data = f.read(limit + 1)
+        except OSError as exc:
+            raise PhraseError(f"cannot read the template ({exc.strerror}); check its "
+                              "permissions", template) from None
+        if len(data) > limit:
+            raise too_big
+        try:
+            source = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1
+            raise PhraseError(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the "
+                              "template as UTF-8", template, line) from None
         if len(source) > MAX_TEMPLATE_BYTES:
-            raise SecurityError(f"template {template!r} is larger than {MAX_TEMPLATE_BYTES} "
-                                "characters")
-        return source, filename, uptodate
+            raise too_big
+        mtime = os.path.getmtime(filename)
+
+        def uptodate() -> bool:
+            try:
+                return os.path.getmtime(filename) == mtime
+            except OSError:
+                return False
+
+        return source, os.path.normpath(filename), uptodate
 
 
 class PhraseRenderer:

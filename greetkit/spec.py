@@ -18,6 +18,7 @@ The schema (see the README for a commented example)::
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -47,6 +48,8 @@ MAX_DEPTH = 32
 MAX_FILE_BYTES = 1_000_000
 #: Longest clip an engine may return (seconds); longer renders fail that clip at build time.
 MAX_CLIP_SECONDS = 60.0
+#: Largest recorded take, in bytes: 60 s of 192 kHz stereo 32-bit audio is ~92 MB.
+MAX_RECORDING_BYTES = 100_000_000
 
 # \Z, not $: '$' also matches before a trailing newline, and these names become file names.
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,47}\Z")
@@ -124,6 +127,16 @@ class Spec:
 def clip_key(language: str, phrase: str) -> str:
     """The store key of a phrase in a language: ``en_default``; the fallback is ``fallback``."""
     return "fallback" if phrase == "fallback" else f"{language}_{phrase}"
+
+
+def _normalize_language(code: str) -> str:
+    """A language code as the loader matches it: 'zh_TW' and 'zh-tw' are one language."""
+    return code.strip().replace("_", "-").lower()
+
+
+def _store_identity(key: str) -> str:
+    """What must differ between two clips' keys (case-insensitive stores, '-' ~ '_')."""
+    return key.casefold().replace("-", "_")
 
 
 def is_speakable(text: str) -> bool:
@@ -303,6 +316,8 @@ class _Validator:
         self._checked: set[tuple[str, str]] = set()
         self.languages_voices: dict[str, Mapping[str, str]] = {}
         self.declared: dict[str, Any] = {}
+        #: Normalized language codes declared twice (reported once, not once per clip).
+        self.language_clash: set[str] = set()
 
     # -- small typed accessors --------------------------------------------------------
     def mapping(self, value: Any, path: Path_, what: str) -> dict[str, Any]:
@@ -401,7 +416,9 @@ class _Validator:
             else:
                 text = self.renderer().render_string(source, variables)
         except PhraseError as exc:
-            where = f"templates/{exc.template}:{exc.line}: " if exc.template else ""
+            where = ""
+            if exc.template:
+                where = f"templates/{exc.template}" + (f":{exc.line}" if exc.line else "") + ": "
             self.doc.error(path, f"{where}{exc.message}")
             return None
         if not text:
@@ -473,6 +490,7 @@ class _Validator:
         if "fallback" in top:
             clips += self.fallback(top["fallback"], languages, variables, default_engine,
                                    loudness, default_language)
+        self.distinct_keys(clips)
         if len(clips) > MAX_CLIPS:
             doc.error(("phrases",), f"{len(clips)} clips; the limit is {MAX_CLIPS}, split the "
                       "bank into several voices.yaml files")
@@ -495,6 +513,22 @@ class _Validator:
             warnings=tuple(doc.warnings),
             only=dict(self.only),
         )
+
+    def distinct_keys(self, clips: list[ClipSpec]) -> None:
+        """Two clips must never share a store key. Keys compare as the loader and a
+        case-insensitive file system see them ('-' and '_' alike, any case), so 'en' +
+        'us_hi' and 'en_us' + 'hi', or 'zh_TW' and 'zh-tw', collide."""
+        seen: dict[str, ClipSpec] = {}
+        for clip in clips:
+            if _normalize_language(clip.language) in self.language_clash:
+                continue  # already reported once for the languages
+            first = seen.setdefault(_store_identity(clip.key), clip)
+            if first is not clip:
+                self.doc.error(("phrases", clip.phrase, clip.language),
+                               f"clip {clip.key!r} would share its store key with clip "
+                               f"{first.key!r} (line {first.line}; keys ignore case and "
+                               "treat '-' like '_'); rename the phrase or the language",
+                               line=clip.line)
 
     def declared_engines(self, value: Any) -> dict[str, Any]:
         """The ``engines:`` section: named LiveKit TTS engines (``livekit: module:callable``,
@@ -554,12 +588,20 @@ class _Validator:
         if not raw:
             self.doc.error(("languages",), "no languages; declare at least one, e.g. 'en:'")
         out: dict[str, Language] = {}
+        normalized: dict[str, str] = {}
         for code, body in raw.items():
             path = ("languages", code)
             if not _LANGUAGE.match(code):
                 self.doc.error(path, f"{code!r} is not a language code; use a BCP 47 tag like "
                                "'en', 'zh' or 'zh-CN'")
                 continue
+            first = normalized.setdefault(_normalize_language(code), code)
+            if first != code:
+                # The loader (and a case-insensitive file system) would not tell them apart.
+                self.language_clash.add(_normalize_language(code))
+                self.doc.error(path, f"language {code!r} is the same as {first!r} "
+                               f"(line {self.doc.line(('languages', first))}; language "
+                               "codes ignore case and treat '-' like '_'); keep one of them")
             body = self.mapping(body, path, "language settings")
             self.known_keys(body, path, ("voices", "rate", "pitch", "volume", "engine"))
             voices_raw = self.mapping(body.get("voices"), (*path, "voices"), "engine: voice")
@@ -625,6 +667,10 @@ class _Validator:
                 wanted = []
             for lang in wanted:
                 entries.setdefault(str(lang), {"template": template})
+                # Problems with such a clip point at the 'template:' line.
+                if (*path, "template") in self.doc.lines:
+                    self.doc.lines.setdefault((*path, str(lang), "template"),
+                                              self.doc.lines[(*path, "template")])
             if "languages" in body:
                 self.only[name] = tuple(str(lang) for lang in wanted)
         elif "languages" in body:
@@ -742,6 +788,14 @@ class _Validator:
             self.doc.error((*path, "recording"), f"recording {raw!r} does not exist; check the "
                            "path (relative to voices.yaml)")
             return None
+        # The build reads a take whole (to hash and decode it): its size is checked from the
+        # file first, so a huge (or sparse) file is refused here, not in memory.
+        size = target.stat().st_size
+        if size > MAX_RECORDING_BYTES:
+            self.doc.error((*path, "recording"), f"recording {raw!r} is {size / 1e6:.0f} MB; "
+                           f"a take may be at most {MAX_RECORDING_BYTES // 1_000_000} MB, trim "
+                           "or compress it")
+            return None
         # The header says how long the take is: refuse an hour-long file here, before the
         # build reads and decodes all of it.
         try:
@@ -767,26 +821,39 @@ def load_spec(path: Path | str = "voices.yaml", *, templates_dir: Path | None = 
     path = Path(path)
     name = str(path) if not path.is_absolute() else path.name
     doc = _Doc(name)
+    too_big = SpecError([SpecIssue(name, None, "", f"file is larger than {MAX_FILE_BYTES} "
+                                   "bytes; voices.yaml should be small")])
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise SpecError([SpecIssue(name, None, "", f"file is larger than {MAX_FILE_BYTES} "
-                                       "bytes; voices.yaml should be small")])
-        text = path.read_text(encoding="utf-8")
+        # The size is checked before reading, and at most the cap is read: a link to
+        # /dev/zero or a FIFO reports size 0 but must not be read without end.
+        with path.open("rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
+                raise too_big
+            raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise SpecError([SpecIssue(name, None, "", "file not found; run greetkit in the "
                                    "directory of voices.yaml or pass -c PATH")]) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError([SpecIssue(name, None, "", f"not UTF-8 text ({exc.reason}); save the "
-                                   "file as UTF-8")]) from None
     except IsADirectoryError:
         raise SpecError([SpecIssue(name, None, "", "is a directory; pass the voices.yaml "
                                    "file")]) from None
     except OSError as exc:
         raise SpecError([SpecIssue(name, None, "", f"cannot read ({exc.strerror})")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise too_big
+    try:
+        # Newlines translated as text mode would (line numbers count '\n' only).
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError([SpecIssue(name, line, "", f"not UTF-8 text (byte 0x{raw[exc.start]:02x} "
+                                   f"at column {column}); save the file as UTF-8")]) from None
     data = _parse(text, doc)
     spec = None
-    if data is not None:
+    if data is not None and doc.nodes <= MAX_NODES:
         # Validate even after structural problems (duplicate keys ...): all errors at once.
+        # Not past the node cap: values after it are missing, so a section would be
+        # reported empty or absent when it is not.
         spec = _Validator(doc, path, templates_dir).spec(data)
     if doc.issues or spec is None:
         # A broken template fails once, not once per language that uses it.

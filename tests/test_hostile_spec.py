@@ -7,7 +7,10 @@ safe clip keys, Python-object YAML tags, alias bombs, deep nesting and the text/
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -251,3 +254,158 @@ def test_number_of_clips_is_limited(write_spec) -> None:  # type: ignore[no-unty
     phrases = "".join(f"  p{i}:\n    en: Hello {i}\n" for i in range(MAX_CLIPS + 1))
     found = issues(write_spec(HEAD + "phrases:\n" + phrases))
     assert len(found) == 1 and f"{MAX_CLIPS + 1} clips; the limit is {MAX_CLIPS}" in found[0]
+
+
+# -- sizes checked before reading, encodings, key collisions (issue 17) ---------------------
+
+_MAXRSS_PROBE = """
+import resource, sys
+from greetkit.errors import SpecError
+from greetkit.spec import load_spec
+try:
+    load_spec(sys.argv[1])
+except SpecError as exc:
+    print("\\n".join(str(i) for i in exc.issues))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+"""
+
+
+def _probe(path: Path) -> tuple[list[str], int]:
+    """load_spec in a fresh interpreter: its printed issues and its peak RSS in KiB."""
+    out = subprocess.run([sys.executable, "-c", _MAXRSS_PROBE, str(path)], capture_output=True,
+                         text=True, timeout=120, cwd=path.parent, check=False)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    *found, rss = out.stdout.splitlines()
+    return found, int(rss)
+
+
+def test_huge_template_is_refused_from_its_size_without_reading_it(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """A 400 MB (sparse) file in templates/ is a line-numbered error; memory stays bounded."""
+    path = spec_with(write_spec, "  hi:\n    template: big.j2\n")
+    os.truncate(_touch(path.parent / "templates" / "big.j2"), 400_000_000)
+    found, rss_kib = _probe(path)
+    assert found == ["voices.yaml:8: phrases.hi.en.template: templates/big.j2: template is "
+                     "larger than 10000 characters; keep templates/ files short"]
+    assert rss_kib < 150_000, f"peak RSS {rss_kib} KiB: the template was read"
+
+
+def test_huge_template_through_the_cli_exits_2_without_traceback(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """`greetkit build` on the 400 MB template: exit 2, one line, no traceback."""
+    path = spec_with(write_spec, "  hi:\n    template: big.j2\n")
+    os.truncate(_touch(path.parent / "templates" / "big.j2"), 400_000_000)
+    out = subprocess.run([sys.executable, "-m", "greetkit.cli", "build"], capture_output=True,
+                         text=True, timeout=120, cwd=path.parent, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "voices.yaml:8:" in out.stderr and "larger than 10000 characters" in out.stderr
+
+
+def test_huge_included_template_is_refused_too(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """An {% include %} of a huge file stops at the size check as well."""
+    path = spec_with(write_spec, "  hi:\n    en: \"Hi {% include 'big.j2' %}\"\n")
+    os.truncate(_touch(path.parent / "templates" / "big.j2"), 400_000_000)
+    found = issues(path)
+    assert found == ["voices.yaml:8: phrases.hi.en.text: templates/big.j2: template is "
+                     "larger than 10000 characters; keep templates/ files short"]
+
+
+def _touch(path: Path) -> Path:
+    path.touch()
+    return path
+
+
+def test_huge_voices_yaml_is_refused_from_its_size(tmp_path: Path) -> None:
+    """A 400 MB (sparse) voices.yaml is one error and is never read into memory."""
+    path = tmp_path / "voices.yaml"
+    os.truncate(_touch(path), 400_000_000)
+    found, rss_kib = _probe(path)
+    assert found == ["voices.yaml: file is larger than 1000000 bytes; voices.yaml should be "
+                     "small"]
+    assert rss_kib < 150_000, f"peak RSS {rss_kib} KiB: the file was read"
+
+
+def test_voices_yaml_that_reports_size_zero_is_read_only_up_to_the_cap(tmp_path: Path) -> None:
+    """A voices.yaml linked to /dev/zero (st_size 0, endless) stops at the cap."""
+    path = tmp_path / "voices.yaml"
+    path.symlink_to("/dev/zero")
+    found, rss_kib = _probe(path)
+    assert found == ["voices.yaml: file is larger than 1000000 bytes; voices.yaml should be "
+                     "small"]
+    assert rss_kib < 150_000
+
+
+def test_template_linked_to_an_endless_file_is_refused_before_reading(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """A templates/ link to /dev/zero (endless, not a regular file) is never read."""
+    path = spec_with(write_spec, "  hi:\n    template: zero.j2\n")
+    (path.parent / "templates" / "zero.j2").symlink_to("/dev/zero")
+    # /dev/zero is outside templates/, so it is refused as not found before any read.
+    found = issues(path)
+    assert len(found) == 1 and "not found in templates/" in found[0], found
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_huge_recorded_take_is_refused_from_its_size(write_spec, suffix: str) -> None:  # type: ignore[no-untyped-def]
+    """A 400 MB (sparse) take, which the build would read whole to hash and decode, is a
+    spec error on its line."""
+    path = spec_with(write_spec, f"  hi:\n    en: {{text: Hi, recording: big{suffix}}}\n")
+    os.truncate(_touch(path.parent / f"big{suffix}"), 400_000_000)
+    found, rss_kib = _probe(path)
+    assert found == [f"voices.yaml:8: phrases.hi.en.recording: recording 'big{suffix}' is 400 "
+                     "MB; a take may be at most 100 MB, trim or compress it"]
+    assert rss_kib < 150_000
+
+
+@pytest.mark.parametrize(("body", "line", "column", "byte"), [
+    (b"version: 1\n# caf\xe9 in Latin-1\nlanguages: {}\n", 2, 6, "0xe9"),
+    (b"\xff\xfev\x00e\x00r\x00", 1, 1, "0xff"),
+    (b"version: 1\nphrases:\n  hi:\n    en: \"ok\"\n    zh: \"\xe4\xbd\"\n", 5, 10, "0xe4"),
+])
+def test_voices_yaml_that_is_not_utf8_names_the_line(tmp_path: Path, body: bytes, line: int,
+                                                      column: int, byte: str) -> None:
+    """The first byte that is not UTF-8 is reported with its line and column."""
+    path = tmp_path / "voices.yaml"
+    path.write_bytes(body)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert [str(i) for i in info.value.issues] == [
+        f"voices.yaml:{line}: not UTF-8 text (byte {byte} at column {column}); save the file "
+        "as UTF-8"]
+
+
+def test_template_that_is_not_utf8_names_its_line(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """A Latin-1 templates/ file is an error naming the template's line, not a traceback."""
+    path = spec_with(write_spec, "  hi:\n    template: latin.j2\n")
+    (path.parent / "templates" / "latin.j2").write_bytes(b"Hello\nCaf\xe9 {{ agent_name }}\n")
+    found = issues(path)
+    assert found == ["voices.yaml:8: phrases.hi.en.template: templates/latin.j2:2: not UTF-8 "
+                     "text (byte 0xe9); save the template as UTF-8"]
+
+
+# -- documents the spec fuzz found slow (issue 17); the result is asserted, not the time ------
+
+FUZZ_BOMB = ("a: &a [x, x, x, x, x, x, x, x, x]\n"
+             + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
+                       for p, c in zip("abcdefgh", "bcdefghi", strict=True)))
+
+
+def test_shipped_spec_behind_an_alias_bomb_is_only_the_node_cap_error(write_spec, project) -> None:  # type: ignore[no-untyped-def]
+    """The fuzz's slowest kind (~4.5 s once): the bomb lines inserted above the shipped
+    voices.yaml. One error; no made-up ones about sections cut off by the cap."""
+    shipped = (project / "voices.yaml").read_text(encoding="utf-8")
+    found = issues(write_spec(FUZZ_BOMB + shipped))
+    assert found == [f"voices.yaml:2: e.1.5.2.3: document has more than {MAX_NODES} values; "
+                     "keep voices.yaml small (anchors/aliases that expand a lot are a common "
+                     "cause)"]
+
+
+def test_alias_expansion_under_the_node_cap_is_fully_validated(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """Aliases expanding to ~7,000 values (under the cap) are checked value by value."""
+    anchors = "".join("  " + line + "\n" for line in FUZZ_BOMB.splitlines()[:4])
+    path = write_spec("x-anchors:\n" + anchors + HEAD.replace(
+        "agent_name: Xiaozhi}", "agent_name: Xiaozhi, many: *c}")
+        + "phrases:\n  hi:\n    en: Hello\nfallback:\n  text: *d\n")
+    assert issues(path) == [
+        "voices.yaml:1: x-anchors: unknown key 'x-anchors'; choose one of 'version', "
+        "'defaults', 'variables', 'languages', 'phrases', 'fallback', 'engines'",
+        "voices.yaml:8: variables.many: a variable must be text or a number",
+        "voices.yaml:15: fallback.text: expected text, got list; quote the value",
+    ]

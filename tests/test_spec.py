@@ -247,3 +247,28 @@ def test_short_form_without_text_says_to_write_it(write_spec) -> None:  # type: 
     got = errors(write_spec(MINIMAL.replace('zh: "你好！"', "zh:")))
     assert got == ["voices.yaml:14: phrases.default.zh: no text after 'zh:'; write it there, "
                    "e.g. 'zh: Hello!', or delete the line"]
+
+
+def test_languages_that_normalize_alike_are_an_error_naming_both_lines(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """'zh_TW' and 'zh-tw' are one language to the loader: an error naming both lines."""
+    path = write_spec("version: 1\nlanguages:\n  zh_TW: {voices: {espeak: cmn}}\n"
+                      "  zh-tw: {voices: {espeak: cmn}}\n"
+                      "phrases:\n  hi:\n    zh_TW: 你好\n    zh-tw: 您好\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert [str(i) for i in info.value.issues] == [
+        "voices.yaml:4: languages.zh-tw: language 'zh-tw' is the same as 'zh_TW' (line 3; "
+        "language codes ignore case and treat '-' like '_'); keep one of them"]
+
+
+def test_clips_that_would_share_a_store_key_are_an_error_naming_both_lines(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """'en' + 'us_hi' and 'en_us' + 'hi' both make key 'en_us_hi': an error naming both."""
+    path = write_spec("version: 1\nlanguages:\n  en: {voices: {espeak: en-us}}\n"
+                      "  en_US: {voices: {espeak: en-us}}\n"
+                      "phrases:\n  us_hi:\n    en: Hello\n  hi:\n    en_US: Howdy\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert [str(i) for i in info.value.issues] == [
+        "voices.yaml:9: phrases.hi.en_US: clip 'en_US_hi' would share its store key with clip "
+        "'en_us_hi' (line 7; keys ignore case and treat '-' like '_'); rename the phrase or "
+        "the language"]
