@@ -188,7 +188,7 @@ def say(bank: Bank, session: AgentSession[Any], phrase: str, language: str | Non
 
             def first_frame(at: float) -> None:
                 seconds = at - said_at
-                log.info("greetkit: say %r source=clip rate=%d first frame %.3f ms after say()",
+                log.info("say %r source=clip rate=%d first frame %.3f ms after say()",
                          key, rate, seconds * 1000)
                 metrics.record_first_frame(seconds, framework=_FRAMEWORK, source="clip",
                                            bank_version=version)
@@ -198,7 +198,7 @@ def say(bank: Bank, session: AgentSession[Any], phrase: str, language: str | Non
             handle = session.say(sel.clip.text, audio=audio, **options)
             _prewarm(session)
             if sel.via == "fallback":
-                log.warning("greetkit: say %s source=clip: the bank has nothing for this "
+                log.warning("say %s source=clip: the bank has nothing for this "
                             "phrase; playing the fallback clip", where)
             _watch_playout(handle, said_at, "clip", version)
             return handle
@@ -207,7 +207,7 @@ def say(bank: Bank, session: AgentSession[Any], phrase: str, language: str | Non
 
     text = sel.text
     if not text:
-        log.error("greetkit: say %s source=none: %s, and no text to speak live (no manifest "
+        log.error("say %s source=none: %s, and no text to speak live (no manifest "
                   "text, no voices.yaml, no fallback_text): nothing is said",
                   where, reason or "no clip")
         metrics.record_live_fallback("no_text", framework=_FRAMEWORK, bank_version=version)
@@ -215,11 +215,11 @@ def say(bank: Bank, session: AgentSession[Any], phrase: str, language: str | Non
     try:
         handle = session.say(text, **options)
     except Exception as exc:
-        log.error("greetkit: say %s source=none: %s; live TTS failed too: %r",
+        log.error("say %s source=none: %s; live TTS failed too: %r",
                   where, reason or "no clip", exc)
         metrics.record_live_fallback("live_failed", framework=_FRAMEWORK, bank_version=version)
         return None
-    log.warning("greetkit: say %s source=live: %s; speaking %r with the session's TTS",
+    log.warning("say %s source=live: %s; speaking %r with the session's TTS",
                 where, reason or "no clip in the bank", text)
     metrics.record_live_fallback(metrics.fallback_reason(sel.via, reason), framework=_FRAMEWORK,
                                  bank_version=version)
@@ -234,7 +234,7 @@ def _prewarm(session: AgentSession[Any]) -> None:
         if session.tts is not None:
             session.tts.prewarm()
     except Exception as exc:
-        log.debug("greetkit: prewarming the live TTS failed: %r", exc)
+        log.debug("prewarming the live TTS failed: %r", exc)
 
 
 def _watch_playout(handle: Any, said_at: float, source: str, version: int | None) -> None:
@@ -262,17 +262,17 @@ def _watch_playout(handle: Any, said_at: float, source: str, version: int | None
                 if source == "live":
                     # Live frames come from the session's TTS, out of greetkit's sight: the
                     # first one is where LiveKit reports it, the output starting to play.
-                    log.info("greetkit: say source=live first frame %.3f ms after say() "
+                    log.info("say source=live first frame %.3f ms after say() "
                              "(LiveKit's started_speaking_at)", seconds * 1000)
                     metrics.record_first_frame(seconds, framework=_FRAMEWORK, source="live",
                                                bank_version=version)
         except Exception as exc:  # metrics never break a greeting
-            log.debug("greetkit: playout metric skipped: %r", exc)
+            log.debug("playout metric skipped: %r", exc)
 
     try:
         add(done)
     except Exception as exc:
-        log.debug("greetkit: playout metric skipped: %r", exc)
+        log.debug("playout metric skipped: %r", exc)
 
 
 # -- EspeakTTS ------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def live_tts(bank: Bank, language: str | None = None, *, rate: str = "+0%",
     entries = _entries_for(bank, language)
     lang = language or bank.default_language or "en"
     if not entries:
-        log.warning("greetkit: live_tts(%r): the bank has no rendered clips; speaking with "
+        log.warning("live_tts(%r): the bank has no rendered clips; speaking with "
                     "espeak at its own level", language)
         return LeveledTTS(EspeakTTS(language=lang, sample_rate=48000), 0.0)
     engine = Counter(c.engine for c in entries).most_common(1)[0][0]
@@ -142,12 +142,12 @@ def live_tts(bank: Bank, language: str | None = None, *, rate: str = "+0%",
     elif engine == "espeak":
         inner = EspeakTTS(language=mine[0].language, voice=voice, sample_rate=48000)
     else:
-        log.warning("greetkit: live_tts(%r): clips come from %r, which has no live LiveKit "
+        log.warning("live_tts(%r): clips come from %r, which has no live LiveKit "
                     "TTS here; speaking with espeak", language, engine)
         espeak = [c for c in entries if c.engine == "espeak"]
         level = median(c.lufs - c.gain_db for c in espeak) if espeak else target
         inner = EspeakTTS(language=mine[0].language, sample_rate=48000)
     gain = round(target - level, 2)
-    log.info("greetkit: live_tts(%r): %s voice %r, %+.2f dB to %.1f LUFS", language, engine,
+    log.info("live_tts(%r): %s voice %r, %+.2f dB to %.1f LUFS", language, engine,
              voice, gain, target)
     return LeveledTTS(inner, gain)

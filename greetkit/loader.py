@@ -245,7 +245,7 @@ def disabled() -> bool:
         return False
     if not _disabled_logged:
         _disabled_logged = True
-        log.warning("greetkit: %s=%s: every greeting is spoken live, no clip is played",
+        log.warning("%s=%s: every greeting is spoken live, no clip is played",
                     DISABLE_ENV, value)
     return True
 
@@ -365,7 +365,7 @@ class Bank(Mapping[str, Clip]):
         try:
             sel = self._select(phrase, language, sample_rate, variables)
         except Exception as exc:  # a bug here must never reach the agent
-            log.error("greetkit: selecting %r failed (a greetkit bug): %r", phrase, exc)
+            log.error("selecting %r failed (a greetkit bug): %r", phrase, exc)
             sel = Selection(phrase if isinstance(phrase, str) else "", None, None, None, "none",
                             f"selection failed: {exc!r}")
         if sel.text is None and isinstance(fallback_text, str) and fallback_text.strip():
@@ -441,7 +441,7 @@ class Bank(Mapping[str, Clip]):
         if f.verdict == "":
             return ""
         if f.verdict is None and f.verify():
-            log.warning("greetkit: clip %r at %d Hz disabled (other rates still play): %s",
+            log.warning("clip %r at %d Hz disabled (other rates still play): %s",
                         clip.key, rate, f.verdict)
         return f.verdict or ""
 
@@ -562,7 +562,7 @@ def _warm_integrations() -> None:
     try:
         importlib.import_module("greetkit.agents")
     except Exception as exc:  # a broken install must not break load()
-        log.warning("greetkit: importing the LiveKit integration failed: %r", exc)
+        log.warning("importing the LiveKit integration failed: %r", exc)
 
 
 def _variant_file(entry: ClipEntry, rate: int) -> str:
@@ -763,7 +763,7 @@ def _spec_texts(root: Path, spec: str | os.PathLike[str] | None,
 
             parsed = load_spec(path)
         except Exception as exc:  # a broken spec must not break load()
-            log.error("greetkit: cannot read texts from %s: %s", path.resolve(), exc)
+            log.error("cannot read texts from %s: %s", path.resolve(), exc)
             continue
         texts: dict[str, dict[str, str]] = {}
         for c in parsed.clips:
@@ -822,7 +822,7 @@ def load(
         where = "the manifest"
         if not texts:
             texts, default, where = _spec_texts(root, spec)
-        log.error("greetkit: cannot load the bank at %s: %s; every say() speaks live (%s). "
+        log.error("cannot load the bank at %s: %s; every say() speaks live (%s). "
                   "Fix: build the bank there ('greetkit build') or set the path%s",
                   root.resolve(), problem,
                   f"{sum(len(t) for t in texts.values())} texts from {where}" if texts
@@ -840,7 +840,7 @@ def load(
     refused_texts: dict[str, dict[str, str]] = {}
     for refused in manifest.refused:
         unavailable[refused.key] = refused.problem
-        log.warning("greetkit: %s (live TTS will say its text)", refused.problem)
+        log.warning("%s (live TTS will say its text)", refused.problem)
         if refused.phrase and refused.language and refused.text is not None:
             refused_texts.setdefault(refused.phrase, {})[refused.language] = refused.text
     for entry in manifest.clips:
@@ -848,21 +848,21 @@ def load(
             clip, dropped = _map_clip(mapper, entry)
         except _ClipProblem as exc:
             unavailable[entry.key] = str(exc)
-            log.warning("greetkit: clip %r unavailable, live TTS will say its text: %s",
+            log.warning("clip %r unavailable, live TTS will say its text: %s",
                         entry.key, exc)
             continue
         for d in dropped:
-            log.warning("greetkit: clip %r: %s", entry.key, d)
+            log.warning("clip %r: %s", entry.key, d)
         if verify:
             # Hash every file now; a bad file is disabled alone (selection skips it).
             problems = [f.verify() for f in clip._files.values()]
             for rate, bad in zip(clip._files, problems, strict=True):
                 if bad:
-                    log.warning("greetkit: clip %r at %d Hz disabled: %s", entry.key, rate, bad)
+                    log.warning("clip %r at %d Hz disabled: %s", entry.key, rate, bad)
             if all(problems):
                 bad = problems[0]
                 unavailable[entry.key] = bad
-                log.warning("greetkit: clip %r unavailable, live TTS will say its text: %s",
+                log.warning("clip %r unavailable, live TTS will say its text: %s",
                             entry.key, bad)
                 continue
         clips[entry.key] = clip
@@ -871,7 +871,7 @@ def load(
     load_ms = (time.perf_counter() - started) * 1000
     bank = Bank(root, manifest, clips, unavailable=unavailable, texts=refused_texts,
                 frame_ms=frame_ms, verify=verify, load_ms=load_ms)
-    log.info("greetkit: loaded %s version %d: %d clips (%d unavailable), %.1f MB mapped, "
+    log.info("loaded %s version %d: %d clips (%d unavailable), %.1f MB mapped, "
              "%.2f ms", root, manifest.version, len(clips), len(unavailable),
              bank.nbytes / 1e6, load_ms)
     return bank

@@ -74,7 +74,7 @@ def record_first_frame(seconds: float, *, framework: str, source: str,
         if inst is not None:
             inst[0].record(seconds, _attrs(framework, bank_version, source=source))
     except Exception as exc:  # metrics never break a greeting
-        log.debug("greetkit: metric skipped: %r", exc)
+        log.debug("metric skipped: %r", exc)
 
 
 def record_playout(seconds: float, *, framework: str, source: str,
@@ -85,7 +85,7 @@ def record_playout(seconds: float, *, framework: str, source: str,
         if inst is not None:
             inst[1].record(seconds, _attrs(framework, bank_version, source=source))
     except Exception as exc:
-        log.debug("greetkit: metric skipped: %r", exc)
+        log.debug("metric skipped: %r", exc)
 
 
 #: The values :func:`fallback_reason` gives: a label set small enough for a metric attribute.
@@ -122,4 +122,4 @@ def record_live_fallback(reason: str, *, framework: str, bank_version: int | Non
         if inst is not None:
             inst[2].add(1, _attrs(framework, bank_version, reason=reason))
     except Exception as exc:
-        log.debug("greetkit: metric skipped: %r", exc)
+        log.debug("metric skipped: %r", exc)

@@ -93,7 +93,7 @@ class BankTTS(TTSService):
             clip, text = sel.clip, sel.text
             why = metrics.fallback_reason(sel.via, sel.reason)
         except Exception as exc:  # the agent never sees an exception
-            log.error("greetkit: pipecat greeting %r: selection failed: %r", phrase, exc)
+            log.error("pipecat greeting %r: selection failed: %r", phrase, exc)
             clip, text, why = None, None, "unavailable"
         if clip is not None:
             self._by_text.setdefault(clip.text.strip(), clip)
@@ -151,7 +151,7 @@ class BankTTS(TTSService):
                 problem = repr(exc)
             if not problem:
                 if play_rate != rate:
-                    log.warning("greetkit: clip %r has no %d Hz variant; playing %d Hz (the "
+                    log.warning("clip %r has no %d Hz variant; playing %d Hz (the "
                                 "transport resamples): add %d to defaults.sample_rates",
                                 clip.key, rate, play_rate, rate)
                 async for frame in self._clip_frames(clip, play_rate, context_id, t0):
@@ -179,10 +179,10 @@ class BankTTS(TTSService):
         if self.live is None:
             if not self._warned_no_live:
                 self._warned_no_live = True
-                log.error("greetkit: pipecat: %s and BankTTS has no live service, so it is "
+                log.error("pipecat: %s and BankTTS has no live service, so it is "
                           "skipped; pass BankTTS(bank, live=<your TTSService>)", problem)
             return
-        log.warning("greetkit: say %r source=live: %s; speaking it with %s",
+        log.warning("say %r source=live: %s; speaking it with %s",
                     text, problem, type(self.live).__name__)
         first = True
         try:
@@ -194,12 +194,12 @@ class BankTTS(TTSService):
                     frame.context_id = context_id
                     yield frame
         except Exception as exc:  # never into the pipeline
-            log.error("greetkit: say %r source=none: live TTS %s failed: %r",
+            log.error("say %r source=none: live TTS %s failed: %r",
                       text, type(self.live).__name__, exc)
 
     def _first_frame(self, what: str, source: str, rate: int, t0: float) -> None:
         seconds = time.perf_counter() - t0
-        log.info("greetkit: say %r source=%s rate=%d first frame %.3f ms after queueing",
+        log.info("say %r source=%s rate=%d first frame %.3f ms after queueing",
                  what, source, rate, seconds * 1000)
         metrics.record_first_frame(seconds, framework="pipecat", source=source,
                                    bank_version=self.bank.version)

@@ -59,7 +59,7 @@ def _pinned() -> int | None:
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
     logging.getLogger("greetkit").warning(
-        "greetkit: %s=%r is not a version number; loading the current version", VERSION_ENV,
+        "%s=%r is not a version number; loading the current version", VERSION_ENV,
         raw)
     return None
 
@@ -89,7 +89,7 @@ preloaded: bool = not _in_job_process()
 
 if not preloaded:
     logging.getLogger("greetkit").warning(
-        "greetkit: greetkit.preload imported in job process %d: preload_modules did not take "
+        "greetkit.preload imported in job process %d: preload_modules did not take "
         "effect (spawn start method, or 'greetkit.preload' missing or misspelt in "
         "preload_modules); loading here with checksums on first play", os.getpid())
     _verify: bool | None = None

@@ -681,3 +681,15 @@ def test_integrations_use_only_the_public_loader_surface() -> None:
     loader_src = (REPO / "greetkit" / "loader.py").read_text(encoding="utf-8")
     assert "import greetkit.agents" not in loader_src
     assert "from greetkit.agents" not in loader_src
+
+
+def test_log_messages_do_not_repeat_the_logger_name(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Records come from the 'greetkit' logger, whose name every handler's format already
+    shows, so no message starts with 'greetkit:' again ('greetkit: greetkit: ...')."""
+    with caplog.at_level(logging.DEBUG, logger="greetkit"):
+        bank = load(tmp_path / "missing")
+        bank.select("default", "en")
+    records = [r for r in caplog.records if r.name.startswith("greetkit")]
+    assert records, "loading a missing store logs"
+    assert not [r.getMessage() for r in records if r.getMessage().startswith("greetkit:")]
