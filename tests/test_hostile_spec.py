@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -112,15 +111,13 @@ def test_template_names_and_symlinks_cannot_leave_templates(write_spec, tmp_path
     ("{{ lipsum(100000) }}", "'lipsum' is undefined"),
 ])
 def test_runaway_templates_fail_fast(write_spec, source: str, needle: str) -> None:  # type: ignore[no-untyped-def]
-    """Templates that would allocate gigabytes or loop for hours fail in well under a second
-    with a spec error naming the cap (the sandbox alone allowed them)."""
+    """Templates that would allocate gigabytes or loop for hours stop at a cap with a spec error
+    naming it (the sandbox alone allowed them). Speed is not asserted here (bench/ measures
+    speed); the cap's error is what proves the work was cut short."""
     path = spec_with(write_spec, f"  hi:\n    en: \"{source}\"\n")
-    started = time.monotonic()
     found = issues(path)
-    elapsed = time.monotonic() - started
     assert len(found) == 1 and found[0].startswith("voices.yaml:8: phrases.hi.en.text: "), found
     assert needle in found[0]
-    assert elapsed < 10  # generous: a runaway would take minutes or exhaust memory
 
 
 def test_ordinary_templates_still_work(write_spec) -> None:  # type: ignore[no-untyped-def]
@@ -209,14 +206,13 @@ def test_yaml_tags_that_construct_objects_are_rejected(write_spec, tmp_path: Pat
 
 
 def test_alias_bomb_is_capped(write_spec) -> None:  # type: ignore[no-untyped-def]
-    """A billion-laughs document (9**9 values through aliases) stops at MAX_NODES quickly."""
+    """A billion-laughs document (9**9 values through aliases) stops at MAX_NODES, with the
+    line-numbered error saying so (the cap, not a timer, bounds the work)."""
     bomb = "variables:\n  a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"  {c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
         for p, c in zip("abcdefgh", "bcdefghi", strict=True))
     path = write_spec("version: 1\n" + bomb)
-    started = time.monotonic()
     found = issues(path)
-    assert time.monotonic() - started < 10
     assert any(f"more than {MAX_NODES} values" in f and f.startswith("voices.yaml:")
                for f in found), found
 
