@@ -81,13 +81,34 @@ def _needs_obstore() -> Any:
     return obstore
 
 
+#: A PEM file of an extra root CA to trust for ``https://`` locations (a private CDN or an
+#: internal CA); the system's roots stay trusted too.
+CA_BUNDLE_ENV = "GREETKIT_CA_BUNDLE"
+#: A CA bundle larger than this is not a CA bundle.
+_MAX_CA_BYTES = 1 << 20
+
+
 def _http_store(url: str) -> Any:
     from obstore.store import HTTPStore
 
     if TYPE_CHECKING:
         from obstore.store import ClientConfig
-    options: ClientConfig | None = {"allow_http": True} if url.startswith("http://") else None
-    return HTTPStore.from_url(url.rstrip("/") + "/", client_options=options)
+    options: ClientConfig = {}
+    if url.startswith("http://"):
+        options["allow_http"] = True
+    ca = os.environ.get(CA_BUNDLE_ENV, "").strip()
+    if ca and url.startswith("https://"):
+        try:
+            with open(ca, "rb") as f:
+                pem = f.read(_MAX_CA_BYTES + 1)
+        except OSError as exc:
+            raise RemoteError(f"{CA_BUNDLE_ENV}={ca}: cannot read it ({exc.strerror}); point it "
+                              "at a PEM file or unset it") from exc
+        if len(pem) > _MAX_CA_BYTES or b"-----BEGIN CERTIFICATE-----" not in pem:
+            raise RemoteError(f"{CA_BUNDLE_ENV}={ca}: not a PEM certificate; point it at the "
+                              "CA's .pem file or unset it")
+        options["root_certificate"] = pem
+    return HTTPStore.from_url(url.rstrip("/") + "/", client_options=options or None)
 
 
 class Remote:

@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -28,7 +29,7 @@ from seaweed import BUCKET, S3Server, Unavailable, seaweedfs
 from greetkit.build import build
 from greetkit.cli import cli
 from greetkit.errors import RemoteError
-from greetkit.remote import ChecksumMismatch, Remote
+from greetkit.remote import CA_BUNDLE_ENV, ChecksumMismatch, Remote
 from greetkit.store import Store
 
 SPEC = """\
@@ -277,6 +278,80 @@ def test_pull_over_http_from_a_static_server(
     assert _greeting(dest) == "Welcome back." and dest.verify() == []
     with pytest.raises(RemoteError, match="read-only"):
         Remote.open(url).publish(dest)
+
+
+@pytest.fixture
+def https_root(tmp_path: Path) -> Iterator[tuple[Path, str, Path]]:
+    """A static HTTPS server on 127.0.0.1 serving a directory, with a certificate signed by a
+    throwaway test CA made here with the openssl command: (directory, URL, CA file)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test CA (Debian: openssl)")
+    tls = tmp_path / "tls"
+    tls.mkdir()
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=tls, check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=greetkit-test-ca",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
+        "-subj", "/CN=127.0.0.1")
+    (tls / "ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                             "extendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext")
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls / "srv.pem", tls / "srv.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"https://127.0.0.1:{server.server_address[1]}/bank", tls / "ca.pem"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_pull_over_https_from_a_static_server(
+        https_root: tuple[Path, str, Path], project: Callable[[str], Store], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """publish to file://, serve that directory over HTTPS (a CDN's shape), pull pinned and
+    current, trusting the server's CA through GREETKIT_CA_BUNDLE; https:// is read-only."""
+    root, url, ca = https_root
+    remote = Remote.open(f"file://{root / 'bank'}")
+    remote.publish(project("Hello there."))
+    remote.publish(project("Welcome back."))
+    monkeypatch.setenv(CA_BUNDLE_ENV, str(ca))
+    dest = Store(tmp_path / "pulled")
+    Remote.open(url).pull(dest, version=1)
+    assert _greeting(dest) == "Hello there." and dest.verify() == []
+    Remote.open(url).pull(dest)
+    assert _greeting(dest) == "Welcome back." and dest.verify() == []
+    published = {p.name: p.read_bytes() for p in (root / "bank" / "clips").iterdir()}
+    assert {p.name: p.read_bytes() for p in (dest.root / "clips").iterdir()} == published
+    with pytest.raises(RemoteError, match="read-only"):
+        Remote.open(url).publish(dest)
+
+
+def test_https_with_an_untrusted_certificate_is_refused_in_one_line(
+        https_root: tuple[Path, str, Path], project: Callable[[str], Store], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the CA the server's certificate is not trusted: one line, nothing written."""
+    root, url, _ca = https_root
+    Remote.open(f"file://{root / 'bank'}").publish(project("Hello there."))
+    monkeypatch.delenv(CA_BUNDLE_ENV, raising=False)
+    dest = tmp_path / "pulled"
+    with pytest.raises(RemoteError) as info:
+        Remote.open(url).pull(Store(dest))
+    assert "\n" not in str(info.value) and url.split("/bank")[0] in str(info.value)
+    assert not (dest / "manifest.json").exists()
 
 
 # -- SIGKILL at random moments ------------------------------------------------------------
