@@ -73,3 +73,28 @@ def clip_entry(data: dict[str, Any], key: str) -> dict[str, Any]:
     return next(c for c in data["clips"] if c["key"] == key)
 
 
+
+
+#: A two-phrase espeak spec whose default greeting is ``{text}`` (for publish/pull tests that
+#: need a second, different version of the same bank).
+GREETING_SPEC = """\
+version: 1
+defaults: {{engine: espeak, language: en, sample_rates: [48000, 24000]}}
+languages:
+  en: {{voices: {{espeak: en-us}}}}
+phrases:
+  default:
+    en: "{text}"
+  bye:
+    en: "Goodbye for now."
+"""
+
+
+def build_greeting(config: Path, text: str) -> Path:
+    """Write GREETING_SPEC with ``text`` to ``config`` and build it; returns the store dir."""
+    from greetkit.build import build
+
+    config.write_text(GREETING_SPEC.format(text=text), encoding="utf-8")
+    result = build(config)
+    assert not result.failed, result.failed
+    return config.parent / "greetings"

@@ -12,23 +12,11 @@ import pytest
 pytest.importorskip("obstore")
 pytest.importorskip("livekit.agents")
 
+from bank import build_greeting
 from download_files import download_files
 
-from greetkit.build import build
 from greetkit.remote import Remote
 from greetkit.store import Store
-
-SPEC = """\
-version: 1
-defaults: {{engine: espeak, language: en, sample_rates: [48000, 24000]}}
-languages:
-  en: {{voices: {{espeak: en-us}}}}
-phrases:
-  default:
-    en: "{text}"
-  bye:
-    en: "Goodbye for now."
-"""
 
 
 @pytest.fixture
@@ -38,9 +26,7 @@ def published(tmp_path: Path) -> Callable[[str], Store]:
     config.parent.mkdir()
 
     def publish(text: str) -> Store:
-        config.write_text(SPEC.format(text=text), encoding="utf-8")
-        assert not build(config).failed
-        store = Store(config.parent / "greetings")
+        store = Store(build_greeting(config, text))
         Remote.open((tmp_path / "remote").as_uri()).publish(store)
         return store
 

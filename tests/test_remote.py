@@ -23,26 +23,14 @@ from click.testing import CliRunner
 
 pytest.importorskip("obstore")
 
+from bank import build_greeting
 from download_files import download_files
 from seaweed import BUCKET, S3Server, Unavailable, seaweedfs
 
-from greetkit.build import build
 from greetkit.cli import cli
 from greetkit.errors import RemoteError
 from greetkit.remote import CA_BUNDLE_ENV, ChecksumMismatch, Remote
 from greetkit.store import Store
-
-SPEC = """\
-version: 1
-defaults: {{engine: espeak, language: en, sample_rates: [48000, 24000]}}
-languages:
-  en: {{voices: {{espeak: en-us}}}}
-phrases:
-  default:
-    en: "{text}"
-  bye:
-    en: "Goodbye for now."
-"""
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +63,7 @@ def project(tmp_path: Path) -> Callable[[str], Store]:
     config.parent.mkdir()
 
     def make(text: str) -> Store:
-        config.write_text(SPEC.format(text=text), encoding="utf-8")
-        result = build(config)
-        assert not result.failed
-        return Store(config.parent / "greetings")
+        return Store(build_greeting(config, text))
 
     return make
 
