@@ -176,9 +176,12 @@ class Remote:
     async def _get(self, key: str) -> bytes:
         import obstore
 
+        # obstore's blocking calls in worker threads, not its *_async ones: a Rust future
+        # still running when asyncio.run() closes its loop (a cancelled sibling, a racing
+        # publisher's conflict) calls back into the closed loop and aborts the process at
+        # exit (seen as exit -6 after a successful publish).
         async def fetch() -> bytes:
-            result = await obstore.get_async(self._store, key)
-            return bytes(await result.bytes_async())
+            return await asyncio.to_thread(lambda: bytes(obstore.get(self._store, key).bytes()))
 
         try:
             return await self._call(f"GET {key}", fetch)
@@ -194,7 +197,8 @@ class Remote:
         mode: Literal["create", "overwrite"] = "create" if create else "overwrite"
         try:
             await self._call(f"PUT {key}",
-                             lambda: obstore.put_async(self._store, key, data, mode=mode))
+                             lambda: asyncio.to_thread(obstore.put, self._store, key, data,
+                                                       mode=mode))
         except AlreadyExistsError:
             return False
         except Exception as exc:
@@ -205,11 +209,12 @@ class Remote:
         import obstore
         from obstore.exceptions import NotFoundError
 
+        def list_all() -> list[str]:
+            return [str(meta["path"]) for batch in obstore.list(self._store, prefix)
+                    for meta in batch]
+
         async def listing() -> list[str]:
-            names: list[str] = []
-            async for batch in obstore.list(self._store, prefix):
-                names += [str(meta["path"]) for meta in batch]
-            return names
+            return await asyncio.to_thread(list_all)
 
         try:
             return await self._call(f"LIST {prefix}", listing)
