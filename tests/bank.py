@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from greetkit.store import Store
 
 #: (key, phrase, language, espeak voice, text) of BUILD_SPEC: short, so the build is fast.
 CLIPS = [
@@ -98,3 +101,15 @@ def build_greeting(config: Path, text: str) -> Path:
     result = build(config)
     assert not result.failed, result.failed
     return config.parent / "greetings"
+
+
+def clip_files(store: Store) -> dict[str, bytes]:
+    """Every clip file of ``store``, name -> bytes (to compare two banks byte for byte)."""
+    return {p.name: p.read_bytes() for p in sorted(store.clips.iterdir())}
+
+
+def greeting_text(store: Store) -> str:
+    """The text of the ``default`` phrase in ``store``'s manifest."""
+    m = store.manifest()
+    assert m is not None
+    return next(c.text for c in m.clips if c.phrase == "default")

@@ -1,14 +1,20 @@
-"""CaptureOutput: a real livekit-agents ``io.AudioOutput`` that keeps every frame (tests' sink)."""
+"""CaptureOutput: a real livekit-agents ``io.AudioOutput`` that keeps every frame (tests' sink),
+and :func:`started_session`, a real AgentSession speaking into one."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import numpy as np
 from livekit import rtc
+from livekit.agents import Agent, AgentSession, tts
 from livekit.agents.voice import io
+
+_Sink = TypeVar("_Sink", bound="CaptureOutput")
 
 
 class CaptureOutput(io.AudioOutput):
@@ -76,3 +82,18 @@ class CaptureOutput(io.AudioOutput):
 
     def rates(self) -> set[int]:
         return {f.sample_rate for seg in self.segments for f in seg}
+
+
+@asynccontextmanager
+async def started_session(live: tts.TTS[Any], sink: _Sink, *,
+                          instructions: str = "Greet the caller.",
+                          ) -> AsyncIterator[AgentSession[Any]]:
+    """A started AgentSession (no room, no LLM/STT) speaking with ``live`` into ``sink``;
+    closed on exit."""
+    session: AgentSession[Any] = AgentSession(tts=live)
+    session.output.audio = sink
+    await session.start(agent=Agent(instructions=instructions), record=False)
+    try:
+        yield session
+    finally:
+        await session.aclose()

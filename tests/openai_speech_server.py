@@ -27,6 +27,23 @@ from greetkit.engines.base import RenderRequest
 from greetkit.engines.espeak import EspeakEngine
 
 RATE = 24000
+
+#: The head of a voices.yaml whose ``agent`` engine is livekit-plugins-openai's TTS (format with
+#: ``url`` and ``model``); tests append their languages and phrases. Line 4 is ``livekit:``,
+#: line 5 ``options:``.
+AGENT_ENGINE_SPEC = """\
+version: 1
+engines:
+  agent:
+    livekit: livekit.plugins.openai:TTS
+    options: {{model: {model}, base_url: "{url}", response_format: pcm}}
+defaults: {{engine: agent, language: en}}
+"""
+
+
+def agent_spec(body: str, url: str, *, model: str = "gpt-4o-mini-tts") -> str:
+    """:data:`AGENT_ENGINE_SPEC` pointed at ``url``, followed by ``body`` (plain YAML)."""
+    return AGENT_ENGINE_SPEC.format(model=model, url=url) + body
 #: OpenAI voice name -> espeak voice (distinct voices, so a wrong voice is audible in tests).
 VOICES = {"alloy": "en-us", "echo": "en-029"}
 

@@ -30,7 +30,7 @@ from livekit.agents import Agent, AgentSession, APIError
 from livekit.agents.job import JobExecutorType, JobProcess
 from livekit.agents.llm import ChatMessage
 from livekit.agents.utils.audio import audio_frames_from_file
-from livekit_capture import CaptureOutput
+from livekit_capture import CaptureOutput, started_session
 
 from greetkit.agents import EspeakTTS, frames, output_rate
 from greetkit.errors import AudioError, StoreError
@@ -50,14 +50,9 @@ async def session_with_capture(rate: int | None, tts_rate: int = 48000, *,
                                realtime: bool = False,
                                ) -> AsyncIterator[tuple[AgentSession[Any], CaptureOutput]]:
     """A started AgentSession (no room, no LLM/STT) whose audio goes to a CaptureOutput."""
-    session: AgentSession[Any] = AgentSession(tts=EspeakTTS(sample_rate=tts_rate))
     out = CaptureOutput(rate, realtime=realtime)
-    session.output.audio = out
-    await session.start(agent=Agent(instructions="Greet the caller."), record=False)
-    try:
+    async with started_session(EspeakTTS(sample_rate=tts_rate), out) as session:
         yield session, out
-    finally:
-        await session.aclose()
 
 
 def assistant_texts(session: AgentSession[Any]) -> list[str]:

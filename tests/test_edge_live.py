@@ -14,8 +14,7 @@ import pytest
 pytest.importorskip("edge_tts")
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession
-from test_agents import CaptureOutput
+from livekit_capture import CaptureOutput, started_session
 
 from greetkit.agents import EdgeTTS
 from greetkit.loudness import integrated_loudness
@@ -50,14 +49,9 @@ def test_edge_tts_streams_the_first_sentence_before_the_last_is_synthesized(
     live = EdgeTTS("en-US-AvaNeural", rate="+10%", pitch="-5Hz")
 
     async def main() -> TimedCapture:
-        session: AgentSession[Any] = AgentSession(tts=live)
         sink = TimedCapture(48000)
-        session.output.audio = sink
-        await session.start(agent=Agent(instructions="Help the caller."), record=False)
-        try:
+        async with started_session(live, sink, instructions="Help the caller.") as session:
             await session.say(LONG)
-        finally:
-            await session.aclose()
         return sink
 
     sink = asyncio.run(asyncio.wait_for(main(), 120))
@@ -105,17 +99,12 @@ def test_an_edge_banks_live_tts_is_edge_at_the_clips_level(
     assert isinstance(live.inner, EdgeTTS) and live.inner.voice == "en-US-AvaNeural"
 
     async def main() -> CaptureOutput:
-        session: AgentSession[Any] = AgentSession(tts=live)
         sink = CaptureOutput(48000)
-        session.output.audio = sink
-        await session.start(agent=Agent(instructions="Help the caller."), record=False)
-        try:
+        async with started_session(live, sink, instructions="Help the caller.") as session:
             handle = bank.say(session, "default", "en")
             assert handle is not None
             await handle
             await session.say(LONG)
-        finally:
-            await session.aclose()
         return sink
 
     sink = asyncio.run(asyncio.wait_for(main(), 120))

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from openai_speech_server import SpeechServer, serving
+from openai_speech_server import SpeechServer, agent_spec, serving
 
 pytest.importorskip("livekit.plugins.openai")
 
@@ -22,15 +22,9 @@ from greetkit.errors import SpecError
 from greetkit.spec import load_spec
 
 SPEC = """\
-version: 1
-engines:
-  agent:
-    livekit: livekit.plugins.openai:TTS
-    options: {{model: {model}, base_url: "{url}", response_format: pcm}}
-defaults: {{engine: agent, language: en}}
 languages:
-  en: {{voices: {{agent: alloy, espeak: en-us}}}}
-  gb: {{voices: {{agent: echo, espeak: en-029}}, engine: espeak}}
+  en: {voices: {agent: alloy, espeak: en-us}}
+  gb: {voices: {agent: echo, espeak: en-029}, engine: espeak}
 phrases:
   default:
     en: "Hi! I'm Xiaozhi!"
@@ -54,7 +48,7 @@ def _api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def write(tmp_path: Path, url: str, model: str = "gpt-4o-mini-tts") -> Path:
     path = tmp_path / "voices.yaml"
-    path.write_text(SPEC.format(model=model, url=url), encoding="utf-8")
+    path.write_text(agent_spec(SPEC, url, model=model), encoding="utf-8")
     return path
 
 
@@ -119,24 +113,24 @@ def test_unreachable_server_gives_drafts_with_the_cause(tmp_path: Path) -> None:
     assert reason.startswith("agent failed:") and "connect" in reason.lower(), reason
 
 
-def test_unknown_option_is_a_line_numbered_error(tmp_path: Path) -> None:
-    """An option the plugin's constructor does not take is named with its line and a hint."""
-    path = tmp_path / "voices.yaml"
-    path.write_text(SPEC.format(model="tts-1", url="http://127.0.0.1:1/v1").replace(
-        "response_format: pcm", "respose_format: pcm"), encoding="utf-8")
+def spec_error(tmp_path: Path, old: str, new: str) -> str:
+    """The SpecError text of the agent spec with ``old`` replaced by ``new``."""
+    path = write(tmp_path, "http://127.0.0.1:1/v1", model="tts-1")
+    path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
     with pytest.raises(SpecError) as info:
         load_spec(path)
-    text = str(info.value)
+    return str(info.value)
+
+
+def test_unknown_option_is_a_line_numbered_error(tmp_path: Path) -> None:
+    """An option the plugin's constructor does not take is named with its line and a hint."""
+    text = spec_error(tmp_path, "response_format: pcm", "respose_format: pcm")
     assert "voices.yaml:5:" in text and "'respose_format'" in text
     assert "did you mean 'response_format'?" in text
 
 
 def test_unimportable_plugin_is_a_line_numbered_error(tmp_path: Path) -> None:
     """A ``livekit:`` target that cannot be imported says which line and what to install."""
-    path = tmp_path / "voices.yaml"
-    path.write_text(SPEC.format(model="tts-1", url="x").replace(
-        "livekit.plugins.openai:TTS", "livekit.plugins.nosuch:TTS"), encoding="utf-8")
-    with pytest.raises(SpecError) as info:
-        load_spec(path)
-    assert "voices.yaml:4: engines.agent.livekit: cannot import" in str(info.value)
-    assert "pip install livekit-plugins-nosuch" in str(info.value)
+    text = spec_error(tmp_path, "livekit.plugins.openai:TTS", "livekit.plugins.nosuch:TTS")
+    assert "voices.yaml:4: engines.agent.livekit: cannot import" in text
+    assert "pip install livekit-plugins-nosuch" in text

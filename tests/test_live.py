@@ -15,26 +15,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from openai_speech_server import SpeechServer, serving
+from openai_speech_server import SpeechServer, agent_spec, serving
 
 pytest.importorskip("livekit.plugins.openai")
 
-from livekit.agents import Agent, AgentSession
-from test_agents import CaptureOutput
+from livekit_capture import CaptureOutput, started_session
 
 from greetkit.build import build
 from greetkit.loader import load
 from greetkit.loudness import integrated_loudness
 
 SPEC = """\
-version: 1
-engines:
-  agent:
-    livekit: livekit.plugins.openai:TTS
-    options: {{model: gpt-4o-mini-tts, base_url: "{url}", response_format: pcm}}
-defaults: {{engine: agent, language: en}}
 languages:
-  en: {{voices: {{agent: alloy, espeak: en-us}}}}
+  en: {voices: {agent: alloy, espeak: en-us}}
 phrases:
   default:
     en: "Hi! I'm Xiaozhi! Welcome to the help line, it is good to hear from you."
@@ -52,7 +45,7 @@ def lufs(pcm: np.ndarray[Any, np.dtype[np.int16]], rate: int) -> float:
 
 
 def build_bank(tmp_path: Path, server: SpeechServer) -> Path:
-    (tmp_path / "voices.yaml").write_text(SPEC.format(url=server.base_url), encoding="utf-8")
+    (tmp_path / "voices.yaml").write_text(agent_spec(SPEC, server.base_url), encoding="utf-8")
     result = build(tmp_path / "voices.yaml", tmp_path / "greetings")
     assert not result.drafts and not result.failed, (result.drafts, result.failed)
     # A phrase whose clip is missing: its text is in the manifest, so say() speaks it live.
@@ -82,11 +75,8 @@ def test_clip_then_live_speech_stay_within_one_lu(tmp_path: Path) -> None:
         live = bank.live_tts("en")
 
         async def main() -> CaptureOutput:
-            session: AgentSession[Any] = AgentSession(tts=live)
             sink = CaptureOutput(48000)
-            session.output.audio = sink
-            await session.start(agent=Agent(instructions="Greet the caller."), record=False)
-            try:
+            async with started_session(live, sink) as session:
                 handle = bank.say(session, "default", "en")
                 assert handle is not None
                 await handle
@@ -94,8 +84,6 @@ def test_clip_then_live_speech_stay_within_one_lu(tmp_path: Path) -> None:
                 fallback = bank.say(session, "thanks", "en")
                 assert fallback is not None
                 await fallback
-            finally:
-                await session.aclose()
             return sink
 
         sink = asyncio.run(asyncio.wait_for(main(), 120))

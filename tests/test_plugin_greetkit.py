@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("obstore")
 pytest.importorskip("livekit.agents")
 
-from bank import build_greeting
+from bank import build_greeting, clip_files, greeting_text
 from download_files import download_files
 
 from greetkit.remote import Remote
@@ -33,16 +33,6 @@ def published(tmp_path: Path) -> Callable[[str], Store]:
     return publish
 
 
-def _files(store: Store) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(store.clips.iterdir())}
-
-
-def _greeting(store: Store) -> str:
-    m = store.manifest()
-    assert m is not None
-    return next(c.text for c in m.clips if c.phrase == "default")
-
-
 def test_download_files_pulls_the_published_bank(published: Callable[[str], Store],
                                                  tmp_path: Path) -> None:
     """The step discovers the plugin and pulls a bank that verifies, byte-identical."""
@@ -55,8 +45,8 @@ def test_download_files_pulls_the_published_bank(published: Callable[[str], Stor
     assert "livekit.plugins.greetkit" in run.stderr
     assert "greetkit: pulled" in run.stderr and "version 1" in run.stderr, run.stderr
     assert Store(bank).verify() == []
-    assert _files(Store(bank)) == _files(src)
-    assert len(_files(src)) == 4
+    assert clip_files(Store(bank)) == clip_files(src)
+    assert len(clip_files(src)) == 4
 
 
 def test_download_files_pulls_the_pinned_version(published: Callable[[str], Store],
@@ -69,7 +59,7 @@ def test_download_files_pulls_the_pinned_version(published: Callable[[str], Stor
                          GREETKIT_BANK=str(bank), GREETKIT_BANK_VERSION="1")
     assert run.returncode == 0, run.stderr
     assert Store(bank).verify() == []
-    assert _greeting(Store(bank)) == "Hello there."
+    assert greeting_text(Store(bank)) == "Hello there."
 
 
 def test_default_bank_is_greetings_in_the_working_directory(
@@ -80,7 +70,7 @@ def test_default_bank_is_greetings_in_the_working_directory(
     work.mkdir()
     run = download_files(work, GREETKIT_SOURCE=(tmp_path / "remote").as_uri())
     assert run.returncode == 0, run.stderr
-    assert _files(Store(work / "greetings")) == _files(src)
+    assert clip_files(Store(work / "greetings")) == clip_files(src)
 
 
 def test_failed_pull_is_one_line_and_the_step_goes_on(published: Callable[[str], Store],
@@ -91,7 +81,7 @@ def test_failed_pull_is_one_line_and_the_step_goes_on(published: Callable[[str],
     bank = tmp_path / "bank"
     download_files(tmp_path, GREETKIT_SOURCE=(tmp_path / "remote").as_uri(),
                    GREETKIT_BANK=str(bank))
-    before = _files(Store(bank))
+    before = clip_files(Store(bank))
     run = download_files(tmp_path, GREETKIT_SOURCE=(tmp_path / "empty").as_uri(),
                          GREETKIT_BANK=str(bank))
     assert run.returncode == 0, run.stderr
@@ -99,7 +89,7 @@ def test_failed_pull_is_one_line_and_the_step_goes_on(published: Callable[[str],
     failed = [line for line in run.stderr.splitlines() if "greetkit: bank pull failed" in line]
     assert len(failed) == 1 and "manifest.json" in failed[0], run.stderr
     assert "finished downloading files for livekit.plugins.greetkit" in run.stderr
-    assert _files(Store(bank)) == before == _files(src)
+    assert clip_files(Store(bank)) == before == clip_files(src)
     assert Store(bank).verify() == []
 
 

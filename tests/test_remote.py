@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("obstore")
 
-from bank import build_greeting
+from bank import build_greeting, clip_files, greeting_text
 from download_files import download_files
 from seaweed import BUCKET, S3Server, Unavailable, seaweedfs
 
@@ -74,16 +74,6 @@ def _greetkit(args: list[str]) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300, env=dict(os.environ))
 
 
-def _files(store: Store) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(store.clips.iterdir())}
-
-
-def _greeting(store: Store) -> str:
-    m = store.manifest()
-    assert m is not None
-    return next(c.text for c in m.clips if c.phrase == "default")
-
-
 def test_publish_then_pull_gives_an_identical_verified_bank(
         bucket: str, project: Callable[[str], Store], tmp_path: Path) -> None:
     """publish → pull into an empty directory: `greetkit verify` passes, clips identical."""
@@ -97,7 +87,7 @@ def test_publish_then_pull_gives_an_identical_verified_bank(
     assert out.exit_code == 0, out.output
     out = runner.invoke(cli, ["verify", "-o", str(dest)])
     assert out.exit_code == 0, out.output
-    assert _files(Store(dest)) == _files(src)
+    assert clip_files(Store(dest)) == clip_files(src)
     assert Store(dest).versions() == [1]
 
 
@@ -111,9 +101,9 @@ def test_pull_of_a_pinned_version(bucket: str, project: Callable[[str], Store],
     assert len(result.transferred) == 2  # 'bye' clips are shared with v1
     dest = Store(tmp_path / "pulled")
     remote.pull(dest, version=1)
-    assert _greeting(dest) == "Hello there." and dest.verify() == []
+    assert greeting_text(dest) == "Hello there." and dest.verify() == []
     remote.pull(dest)
-    assert _greeting(dest) == "Welcome back." and dest.verify() == []
+    assert greeting_text(dest) == "Welcome back." and dest.verify() == []
     assert dest.versions() == [1, 2]
 
 
@@ -128,7 +118,7 @@ def test_remote_rollback_then_pull_gives_the_old_version(
     assert "current version is now 1" in out.output
     dest = Store(tmp_path / "pulled")
     remote.pull(dest)
-    assert _greeting(dest) == "Hello there."
+    assert greeting_text(dest) == "Hello there."
     assert remote.versions() == [1, 2]  # nothing deleted
 
 
@@ -161,7 +151,7 @@ def test_corrupted_remote_clip_is_refused_by_name(
     with pytest.raises(ChecksumMismatch, match=f"{bad}: checksum mismatch"):
         remote.pull(dest)
     assert dest.manifest_path.read_bytes() == before
-    assert dest.verify() == [] and _greeting(dest) == "Hello there."
+    assert dest.verify() == [] and greeting_text(dest) == "Hello there."
     out = _greetkit(["pull", bucket, "-o", str(dest.root), "-q"])
     assert out.returncode == 1 and f"{bad}: checksum mismatch" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
@@ -189,7 +179,7 @@ def test_two_concurrent_publishes_leave_valid_versions(
         dest = Store(tmp_path / f"v{v}")
         remote.pull(dest, version=v)
         assert dest.verify() == []
-        texts.add(_greeting(dest))
+        texts.add(greeting_text(dest))
     assert texts == {"Hello there.", "Welcome back."}
     assert remote.current().version in (1, 2)
 
@@ -206,7 +196,7 @@ def test_livekit_download_files_pulls_from_s3(bucket: str, s3_env: dict[str, str
     assert run.returncode == 0, run.stderr
     assert "greetkit: pulled" in run.stderr, run.stderr
     assert Store(bank).verify() == []
-    assert _files(Store(bank)) == _files(src)
+    assert clip_files(Store(bank)) == clip_files(src)
 
 
 def test_nothing_published_is_one_line(bucket: str, tmp_path: Path) -> None:
@@ -258,9 +248,9 @@ def test_pull_over_http_from_a_static_server(
     remote.publish(project("Welcome back."))
     dest = Store(tmp_path / "pulled")
     Remote.open(url).pull(dest, version=1)
-    assert _greeting(dest) == "Hello there." and dest.verify() == []
+    assert greeting_text(dest) == "Hello there." and dest.verify() == []
     Remote.open(url).pull(dest)
-    assert _greeting(dest) == "Welcome back." and dest.verify() == []
+    assert greeting_text(dest) == "Welcome back." and dest.verify() == []
     with pytest.raises(RemoteError, match="read-only"):
         Remote.open(url).publish(dest)
 
@@ -316,9 +306,9 @@ def test_pull_over_https_from_a_static_server(
     monkeypatch.setenv(CA_BUNDLE_ENV, str(ca))
     dest = Store(tmp_path / "pulled")
     Remote.open(url).pull(dest, version=1)
-    assert _greeting(dest) == "Hello there." and dest.verify() == []
+    assert greeting_text(dest) == "Hello there." and dest.verify() == []
     Remote.open(url).pull(dest)
-    assert _greeting(dest) == "Welcome back." and dest.verify() == []
+    assert greeting_text(dest) == "Welcome back." and dest.verify() == []
     published = {p.name: p.read_bytes() for p in (root / "bank" / "clips").iterdir()}
     assert {p.name: p.read_bytes() for p in (dest.root / "clips").iterdir()} == published
     with pytest.raises(RemoteError, match="read-only"):
