@@ -31,7 +31,7 @@ from greetkit.keys import content_key as content_key
 from greetkit.keys import stale_reason
 from greetkit.manifest import ClipEntry, EngineRecord, Manifest, Variant
 from greetkit.spec import BASE_RATE, DRAFT_ENGINE, MAX_CLIP_SECONDS, ClipSpec, Spec, load_spec
-from greetkit.store import Store, _fault
+from greetkit.store import Store
 
 #: Called as ``progress(key, status)`` when a clip finishes; status is one of
 #: ``rendered``, ``reused``, ``draft``, ``failed``.
@@ -179,7 +179,6 @@ class _Builder:
             except (GreetkitError, OSError) as exc2:
                 self.fail(clip.key, f"{reason}; draft failed too: {exc2}", previous)
                 return
-        _fault("render")  # test-only crash point (store.FAULT_ENV)
         if audio.duration > MAX_CLIP_SECONDS:
             # A runaway render (an engine looping, an hour-long take) would cost minutes of
             # DSP and megabytes per worker; a greeting is seconds long.

@@ -21,9 +21,7 @@ import errno
 import hashlib
 import io
 import os
-import signal
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,34 +45,6 @@ LOCK_NAME = ".lock"
 TMP_PREFIX = ".tmp-"
 # Not every OS has it (Windows); there a planted symlink is not a concern of ours.
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-#: Test-only fault injection, used by tests/test_safety.py to prove crash safety at fixed
-#: points. ``GREETKIT_FAULT="<point>[:<n>]"`` makes the process SIGKILL itself the n-th time
-#: (default: the first) it reaches ``point``: ``render`` (an engine just returned audio),
-#: ``clip-write`` / ``manifest-write`` (half of the bytes are in the temp file). ``enospc``
-#: raises ENOSPC at that write instead, simulating a full disk where tmpfs cannot be mounted.
-#: Unset (always, outside tests) it costs one environment lookup per call.
-FAULT_ENV = "GREETKIT_FAULT"
-_fault_hits: dict[str, int] = {}
-_fault_guard = threading.Lock()
-
-
-def _fault(point: str) -> None:
-    """Die (or fail with ENOSPC) here if ``GREETKIT_FAULT`` names this point; see FAULT_ENV."""
-    armed = os.environ.get(FAULT_ENV)
-    if not armed:
-        return
-    name, _, nth = armed.partition(":")
-    if name != point:
-        return
-    with _fault_guard:  # DSP threads write clips concurrently
-        hits = _fault_hits[point] = _fault_hits.get(point, 0) + 1
-    if hits != int(nth or 1):
-        return
-    if point == "enospc":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    os.kill(os.getpid(), signal.SIGKILL)
-
 
 @dataclass(frozen=True)
 class StoredFile:
@@ -139,14 +109,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         # O_NOFOLLOW: a symlink planted under the temp name must not redirect the write.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644)
         with open(fd, "wb") as f:
-            # Written in two halves so a fault-injection test can kill the process with a
-            # partial temp file on disk (see FAULT_ENV).
-            half = len(data) // 2
-            f.write(data[:half])
-            f.flush()
-            _fault("manifest-write" if path.name == MANIFEST_NAME else "clip-write")
-            _fault("enospc")
-            f.write(data[half:])
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

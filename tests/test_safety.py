@@ -2,18 +2,18 @@
 (issue 7; greetkit/store.py, greetkit/build.py, greetkit/commands/, greetkit/loader.py).
 
 Builds run as a user runs them, ``python -m greetkit.cli build`` in a subprocess, with the
-real espeak-ng engine. Crash points are made deterministic by the test-only fault hook
-``GREETKIT_FAULT=<point>[:<n>]`` (greetkit/store.py, ``FAULT_ENV``): the build SIGKILLs
-itself the n-th time it reaches ``render``, ``clip-write`` or ``manifest-write`` (the last two
-with half of the file in its temp file).
+real espeak-ng engine. Crash points are made deterministic by running the same command through
+tests/faults.py (``python tests/faults.py <point>[:<n>] build ...``), which arms a fault from
+outside the package: the build SIGKILLs itself the n-th time it reaches ``render``,
+``clip-write`` or ``manifest-write`` (the last two with half of the file in its temp file).
 
 Disk full and read-only are tested on a real tmpfs (``mount -t tmpfs -o size=...``) when this
 process may mount (root with CAP_SYS_ADMIN, as in the project's container); elsewhere those
-tests skip, and disk-full is still covered deterministically by ``GREETKIT_FAULT=enospc``,
-which raises ENOSPC at a write. Permission denied gives the store (or clips/) to ``nobody`` and
-runs the build through
-``setpriv`` dropping root's DAC capabilities when the tests run as root (root ignores permission
-bits otherwise; uid 0 is kept so a checkout only root can enter still works), plainly otherwise.
+tests skip, and disk-full is still covered deterministically by the ``enospc`` fault of
+tests/faults.py, which fails a write with ENOSPC. Permission denied gives the store (or
+clips/) to ``nobody`` and runs the build through ``setpriv`` dropping root's DAC capabilities
+when the tests run as root (root ignores permission bits otherwise; uid 0 is kept so a checkout
+only root can enter still works), plainly otherwise.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import pytest
 import soundfile as sf
 
 from greetkit.build import build
-from greetkit.store import FAULT_ENV, LOCK_NAME, TMP_PREFIX, Store
+from greetkit.store import LOCK_NAME, TMP_PREFIX, Store
 
 SPEC = """\
 version: 1
@@ -55,6 +55,7 @@ fallback:
   text: "{word} how can I help?"
 """
 NOBODY = 65534
+FAULTS = Path(__file__).with_name("faults.py")
 
 
 def spec(word: str) -> str:
@@ -65,16 +66,12 @@ def greetkit(*args: str, cwd: Path, fault: str | None = None,
              wrap: Callable[[list[str]], list[str]] | None = None,
              timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """``python -m greetkit.cli ARGS`` in a subprocess (its command line passed through
-    ``wrap`` if given, e.g. to drop privileges)."""
-    env = dict(os.environ)
-    env.pop(FAULT_ENV, None)
-    if fault:
-        env[FAULT_ENV] = fault
-    cmd = [sys.executable, "-m", "greetkit.cli", *args]
+    ``wrap`` if given, e.g. to drop privileges); with ``fault``, the same command run by
+    tests/faults.py with that fault armed."""
+    cmd = [sys.executable, *([str(FAULTS), fault] if fault else ["-m", "greetkit.cli"]), *args]
     if wrap is not None:
         cmd = wrap(cmd)
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
@@ -223,9 +220,8 @@ def test_two_builds_at_once_never_mix_their_banks(project: Path, wait: bool) -> 
     store = project / "greetings"
     (project / "charlie.yaml").write_text(spec("Charlie"))
     args = ["build", "-q", "--force", "-o", str(store)] + (["--wait", "120"] if wait else [])
-    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
     runs = [subprocess.Popen([sys.executable, "-m", "greetkit.cli", *args, "-c", cfg],
-                             cwd=project, env=env, stdout=subprocess.PIPE,
+                             cwd=project, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
             for cfg in ("voices.yaml", "charlie.yaml")]
     results = [(p.pid, p.returncode, err) for p in runs
@@ -264,7 +260,7 @@ def _can_mount() -> bool:
 
 CAN_MOUNT = _can_mount()
 needs_mount = pytest.mark.skipif(not CAN_MOUNT, reason="needs root with CAP_SYS_ADMIN to mount "
-                                 "a tmpfs; disk full is still covered via GREETKIT_FAULT=enospc")
+                                 "a tmpfs; disk full is still covered by tests/faults.py's enospc")
 
 
 @contextlib.contextmanager
@@ -299,7 +295,7 @@ def test_disk_full_on_a_real_tmpfs_is_one_clear_error(project: Path) -> None:
 
 
 def test_disk_full_injected_is_one_clear_error(project: Path) -> None:
-    """ENOSPC at the third write (via GREETKIT_FAULT=enospc:3, portable): same guarantees."""
+    """ENOSPC at the third write (tests/faults.py's enospc:3, portable): same guarantees."""
     store = project / "greetings"
     before = bank_state(store)
     out = greetkit("build", "-q", cwd=project, fault="enospc:3")
