@@ -57,6 +57,7 @@ import numpy.typing as npt
 
 from greetkit.errors import AudioError, ClipNotFound, StoreError, VerifyError
 from greetkit.manifest import MANIFEST_NAME, ClipEntry, Manifest, read_json, read_manifest
+from greetkit.suggest import suggest
 
 if TYPE_CHECKING:  # pragma: no cover
     from livekit import rtc
@@ -313,10 +314,7 @@ class Bank(Mapping[str, Clip]):
         try:
             return self._clips[key]
         except KeyError:
-            import difflib
-
-            close = difflib.get_close_matches(key, list(self._clips), n=3, cutoff=0.6)
-            raise ClipNotFound(key, close) from None
+            raise ClipNotFound(key, suggest(key, self._clips, n=3)) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._clips)

@@ -16,7 +16,6 @@ environment (servers, CI, tests), :func:`play` returns one line saying why nothi
 from __future__ import annotations
 
 import asyncio
-import difflib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import numpy.typing as npt
 
 from greetkit.errors import ClipNotFound, EngineError, SpecError, SpecIssue, StoreError
 from greetkit.manifest import ClipEntry, Manifest
+from greetkit.suggest import suggest
 
 #: Set to ``none`` to never open an audio device (servers, CI, tests).
 AUDIO_ENV = "GREETKIT_AUDIO"
@@ -81,25 +81,13 @@ class Preview:
 
 # -- stored clips ------------------------------------------------------------------------
 
-def closest_keys(key: str, keys: list[str], n: int = 3) -> list[str]:
-    """Keys a mistyped ``key`` probably meant: close spellings, else keys containing it.
-
-    >>> closest_keys("zh_defualt", ["en_default", "zh_default", "fallback"])
-    ['zh_default', 'en_default']
-    """
-    close = difflib.get_close_matches(key, keys, n=n, cutoff=0.6)
-    if not close and key:
-        close = [k for k in keys if key.lower() in k][:n]
-    return close
-
-
 def find_entry(manifest: Manifest, key: str) -> ClipEntry:
     """The manifest entry for ``key``; :class:`ClipNotFound` (exit code 2) with the closest
     keys otherwise, since an unknown key is a typo on the command line."""
     entries = manifest.by_key()
     if key in entries:
         return entries[key]
-    err = ClipNotFound(key, closest_keys(key, list(entries)))
+    err = ClipNotFound(key, suggest(key, entries, n=3))
     err.exit_code = 2
     raise err
 

@@ -17,7 +17,6 @@ The schema (see the README for a commented example)::
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import unicodedata
@@ -31,6 +30,7 @@ import yaml
 from greetkit.errors import SpecError, SpecIssue
 from greetkit.params import DEFAULT_PRESET as DEFAULT_PRESET
 from greetkit.params import LOUDNESS_PRESETS as LOUDNESS_PRESETS
+from greetkit.suggest import did_you_mean
 
 SCHEMA_VERSION = 1
 #: Output rates a variant may be built at; 48 kHz is always built.
@@ -142,14 +142,6 @@ def _store_identity(key: str) -> str:
 def is_speakable(text: str) -> bool:
     """True when ``text`` has at least one letter or digit (punctuation alone yields no audio)."""
     return any(unicodedata.category(ch)[0] in "LN" for ch in text)
-
-
-def _did_you_mean(value: str, choices: Any) -> str:
-    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    listed = ", ".join(repr(c) for c in choices)
-    return f"choose one of {listed}" if listed else "declare it first"
 
 
 def _one_line(text: str) -> str:
@@ -331,7 +323,7 @@ class _Validator:
     def known_keys(self, value: Mapping[str, Any], path: Path_, allowed: tuple[str, ...]) -> None:
         for key in value:
             if key not in allowed:
-                self.doc.error((*path, key), f"unknown key {key!r}; {_did_you_mean(key, allowed)}")
+                self.doc.error((*path, key), f"unknown key {key!r}; {did_you_mean(key, allowed)}")
 
     def string(self, value: Any, path: Path_) -> str | None:
         if value is None and self.doc.has_issue(path):
@@ -344,7 +336,7 @@ class _Validator:
     def engine(self, value: Any, path: Path_) -> str | None:
         name = self.string(value, path)
         if name is not None and name not in self.engines:
-            self.doc.error(path, f"unknown engine {name!r}; {_did_you_mean(name, self.engines)}")
+            self.doc.error(path, f"unknown engine {name!r}; {did_you_mean(name, self.engines)}")
             return None
         return name
 
@@ -354,7 +346,7 @@ class _Validator:
         if isinstance(value, str):
             if value not in LOUDNESS_PRESETS:
                 self.doc.error(path, f"unknown loudness preset {value!r}; "
-                               f"{_did_you_mean(value, LOUDNESS_PRESETS)}")
+                               f"{did_you_mean(value, LOUDNESS_PRESETS)}")
                 return default
             target, ceiling = LOUDNESS_PRESETS[value]
             return Loudness(target, ceiling, value)
@@ -479,7 +471,7 @@ class _Validator:
         default_language = str(defaults.get("language", next(iter(languages), "")))
         if languages and default_language not in languages:
             doc.error(("defaults", "language"), f"unknown language {default_language!r}; "
-                      f"{_did_you_mean(default_language, languages)}")
+                      f"{did_you_mean(default_language, languages)}")
 
         phrases_raw = self.mapping(top.get("phrases"), ("phrases",), "phrases")
         if not phrases_raw and "phrases" not in top:
@@ -702,7 +694,7 @@ class _Validator:
              engine_default: str, loudness: Loudness) -> ClipSpec | None:
         if lang not in languages:
             self.doc.error(path, f"unknown language {lang!r} for phrase {phrase!r}; declare it "
-                           f"under 'languages:' or {_did_you_mean(lang, languages)}")
+                           f"under 'languages:' or {did_you_mean(lang, languages)}")
             return None
         language = languages[lang]
         if entry is None and path[0] == "phrases":

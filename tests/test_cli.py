@@ -118,8 +118,8 @@ def test_malformed_spec_exits_2_without_traceback_or_writes(write_spec, tmp_path
     out = run("build", cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip() == ("voices.yaml:9: phrases.bye.de: unknown language 'de' for "
-                                  "phrase 'bye'; declare it under 'languages:' or did you mean "
-                                  "'en'?")
+                                  "phrase 'bye'; declare it under 'languages:' or choose one of "
+                                  "'en'")
     assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
 
 

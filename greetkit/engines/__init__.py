@@ -7,13 +7,13 @@ import their optional dependencies lazily, so a missing extra only disables that
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
 from greetkit.engines.base import Engine, RenderedAudio, RenderRequest
 from greetkit.errors import EngineUnavailable
+from greetkit.suggest import did_you_mean
 
 __all__ = ["BUILTIN", "Engine", "RenderRequest", "RenderedAudio", "declare", "engine_names",
            "get_engine"]
@@ -50,14 +50,6 @@ def engine_names() -> list[str]:
     return names
 
 
-def suggest(name: str, choices: list[str]) -> str:
-    """A ``; did you mean 'x'?`` suffix for an unknown name, or a list of valid names."""
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return "choose one of " + ", ".join(repr(c) for c in choices)
-
-
 def get_engine(name: str, **options: Any) -> Engine:
     """Return the engine registered as ``name`` (one shared instance per name).
 
@@ -71,7 +63,7 @@ def get_engine(name: str, **options: Any) -> Engine:
     target = BUILTIN.get(name) or _plugin_targets().get(name)
     if target is None:
         raise EngineUnavailable(
-            f"unknown engine {name!r}; {suggest(name, engine_names())}", engine=name,
+            f"unknown engine {name!r}; {did_you_mean(name, engine_names())}", engine=name,
             retryable=False,
         )
     module_name, _, attr = target.partition(":")

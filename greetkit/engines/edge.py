@@ -29,7 +29,6 @@ header that the decoder already honours. It is only allowed for in the truncatio
 from __future__ import annotations
 
 import asyncio
-import difflib
 import io
 import json
 import os
@@ -53,6 +52,7 @@ import numpy.typing as npt
 
 from greetkit.engines.base import RenderedAudio, RenderRequest
 from greetkit.errors import EngineError, EngineUnavailable
+from greetkit.suggest import suggest
 
 ENGINE = "edge"
 ENV_URL = "GREETKIT_EDGE_URL"
@@ -309,22 +309,6 @@ def refresh_voice_cache(project_dir: Path) -> Path:
     return path
 
 
-def _closest_voice(voice: str, names: Sequence[str]) -> str | None:
-    """The best 'did you mean' for ``voice``: same name in another case, a completion of a
-    prefix (alphabetically first, so 'zh-CN-Xiao' -> 'zh-CN-XiaoxiaoNeural'), a name that
-    contains it, then difflib's closest."""
-    folded = {n.casefold(): n for n in names}
-    v = voice.casefold()
-    if v in folded:
-        return folded[v]
-    for test in (lambda n: n.startswith(v), lambda n: v in n):
-        hits = sorted(n for n in folded if test(n))
-        if hits:
-            return folded[hits[0]]
-    close = difflib.get_close_matches(v, list(folded), n=1, cutoff=0.6)
-    return folded[close[0]] if close else None
-
-
 def voice_problem(voice: str, language: str, project_dir: Path | None = None) -> str | None:
     """Why ``voice`` looks wrong for ``language`` (with a suggestion), or None if it is fine.
 
@@ -339,9 +323,9 @@ def voice_problem(voice: str, language: str, project_dir: Path | None = None) ->
     by_name = {v.short_name: v for v in voices}
     found = by_name.get(voice)
     if found is None:
-        guess = _closest_voice(voice, list(by_name))
-        if guess is not None:
-            return f"unknown edge voice {voice!r}; did you mean {guess!r}?"
+        guess = suggest(voice, by_name)
+        if guess:
+            return f"unknown edge voice {voice!r}; did you mean {guess[0]!r}?"
         if cached is not None:
             return (f"unknown edge voice {voice!r}; see 'greetkit voices --engine edge "
                     f"--language {language}'")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import _ctypes
 import asyncio
 import ctypes
-import difflib
 import logging
 import os
 import re
@@ -31,6 +30,7 @@ import numpy as np
 
 from greetkit.engines.base import RenderedAudio, RenderRequest
 from greetkit.errors import EngineError, EngineUnavailable
+from greetkit.suggest import did_you_mean
 
 # espeak_AUDIO_OUTPUT and flag values from espeak-ng's speak_lib.h.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -241,8 +241,7 @@ class EspeakEngine:
         names = self._voice_names()
         if voice in names:
             return None
-        close = difflib.get_close_matches(voice, sorted(names), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else "run 'greetkit voices --engine espeak'"
+        hint = did_you_mean(voice, sorted(names), otherwise="run 'greetkit voices --engine espeak'")
         return f"unknown espeak voice {voice!r}; {hint}"
 
     def _render_sync(self, request: RenderRequest) -> RenderedAudio:

@@ -33,6 +33,7 @@ import numpy as np
 
 from greetkit.engines.base import RenderedAudio, RenderRequest
 from greetkit.errors import EngineError, EngineUnavailable
+from greetkit.suggest import did_you_mean
 
 #: Seconds a render may wait for the provider's connection, per attempt.
 CONNECT_TIMEOUT = 10.0
@@ -77,10 +78,7 @@ def option_problems(factory: Callable[..., Any], options: Mapping[str, Any]) -> 
     problems = []
     for name in options:
         if name not in accepted:
-            import difflib
-
-            close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}?" if close else "accepted: " + ", ".join(accepted)
+            hint = did_you_mean(name, accepted, otherwise="accepted: " + ", ".join(accepted))
             problems.append(f"option {name!r} is not accepted by the plugin; {hint}")
     if "voice" not in accepted:
         problems.append("the plugin takes no 'voice' option, so per-language voices cannot "
