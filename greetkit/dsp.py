@@ -123,15 +123,18 @@ def trim(samples: FloatArray, sample_rate: int, params: DspParams) -> FloatArray
 def fade(samples: FloatArray, sample_rate: int, params: DspParams) -> FloatArray:
     """Raised-cosine fade-in and fade-out of ``params.fade_ms`` (never more than a
     quarter of the clip), so the first and last samples are zero: no click at play start."""
-    n = samples.shape[0]
-    length = min(round(params.fade_ms * 1e-3 * sample_rate), n // 4)
-    if length <= 0:
-        return samples
-    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(length) / length)
-    out = samples.copy()
-    out[:length] *= ramp
-    out[n - length:] *= ramp[::-1]
-    return out
+    return samples * fade_curve(samples.shape[0], sample_rate, params)
+
+
+def fade_curve(frames: int, sample_rate: int, params: DspParams) -> FloatArray:
+    """The per-sample gain :func:`fade` applies: the ramps at both ends, 1.0 between."""
+    curve = np.ones(frames)
+    length = min(round(params.fade_ms * 1e-3 * sample_rate), frames // 4)
+    if length > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(length) / length)
+        curve[:length] = ramp
+        curve[frames - length:] = ramp[::-1]
+    return curve
 
 
 def dither_to_int16(samples: FloatArray, params: DspParams, *, seed: int
@@ -172,29 +175,41 @@ def process(samples: npt.ArrayLike, sample_rate: int, params: DspParams, *,
     # 3. cut engine silence at both ends, keep a short natural pad.
     x = trim(x, rate, params)
     # 4. loudness to target; the true-peak limiter takes what the gain would push over.
-    x2, report = loudness.normalize(x, rate, params.target_lufs, params.true_peak_ceiling_db,
-                                    lookahead_ms=params.limiter_lookahead_ms,
-                                    release_ms=params.limiter_release_ms)
+    # The meter measures this signal's true peak once; every later check (after the
+    # limiter, after dither) is bounded from it and oversamples only near the ceiling.
+    meter = loudness.TruePeakMeter(x, rate)
+    normalized = loudness.normalize_gain(
+        x, rate, params.target_lufs, params.true_peak_ceiling_db,
+        lookahead_ms=params.limiter_lookahead_ms, release_ms=params.limiter_release_ms,
+        meter=meter)
+    report = normalized.report
     if "silent" in report.warnings:
         raise AudioError("audio is silent after trimming: no 400 ms block above the "
                          "-70 LUFS gate (BS.1770), nothing to normalize")
-    x = x2[:, 0]
     # 5. fades against clicks at the cut points (inside the pad, so loudness is unchanged).
-    x = fade(x, rate, params)
+    curve = fade_curve(x.shape[0], rate, params)
+    weights = normalized.gain * curve
+    y = normalized.samples[:, 0] * curve
     # 6. TPDF-dithered int16; 7. measure what will be stored. Rounding and dither can lift
     # a peak sitting at the ceiling by a hair: scale down by the excess and redo.
     ceiling = params.true_peak_ceiling_db
     for _ in range(6):
-        pcm = dither_to_int16(x, params, seed=seed)
-        final = loudness.measure(pcm, rate)
-        over = final.true_peak_db - ceiling
+        pcm = dither_to_int16(y, params, seed=seed)
+        final = loudness.measure(pcm, rate, peak=False)
+        stored = pcm / _INT16_SCALE
+        # stored = x * weights + (dither and rounding): bounded per block from the meter.
+        peak = meter.derived(stored, weights, stored - y).peak()
+        true_peak_db = 20.0 * math.log10(peak) if peak > 0.0 else -math.inf
+        over = true_peak_db - ceiling
         if over <= 0.0:
             break
-        x = x * 10.0 ** (-(over + 0.002) / 20.0)
+        scale = 10.0 ** (-(over + 0.002) / 20.0)
+        y = y * scale
+        weights = weights * scale
     else:
         raise AudioError(f"could not hold the {ceiling} dBTP ceiling after dithering "
-                         f"(true peak {final.true_peak_db:.2f} dBTP)")
+                         f"(true peak {true_peak_db:.2f} dBTP)")
     warnings = tuple(dict.fromkeys(report.warnings + final.warnings))
     return ProcessedAudio(pcm=pcm, sample_rate=rate, lufs=final.integrated_lufs,
-                          true_peak_db=final.true_peak_db, gain_db=report.gain_db,
+                          true_peak_db=true_peak_db, gain_db=report.gain_db,
                           limiter_db=report.limiter_db, warnings=warnings)

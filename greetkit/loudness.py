@@ -50,8 +50,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage, signal
 
+from greetkit import truepeak
 from greetkit.params import DEFAULT_PRESET as DEFAULT_PRESET
 from greetkit.params import LOUDNESS_PRESETS
+from greetkit.truepeak import TRUE_PEAK_MIN_RATE as TRUE_PEAK_MIN_RATE
+from greetkit.truepeak import TruePeakMeter as TruePeakMeter
+from greetkit.truepeak import oversampling_factor as oversampling_factor
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -80,11 +84,6 @@ HEAVY_LIMITING_DB = 6.0
 LOUDNESS_OFFSET = -0.691
 # BS.1770 Table 3: channel weights. 1.41 (~ +1.5 dB) for the surround channels.
 SURROUND_WEIGHT = 1.41
-# Oversampled rate the true-peak meter reaches at least (x8 at 48 kHz, Annex 2 asks >= 192k).
-TRUE_PEAK_MIN_RATE = 384_000
-# Taps per polyphase branch on each side of the centre in the interpolator.
-_TP_HALF_TAPS = 24
-_TP_KAISER_BETA = 9.0
 
 # Analog prototypes behind the BS.1770 48 kHz tables (stage 1 shelf, stage 2 high-pass).
 # Fitted to the published coefficients; values widely used by open meters.
@@ -344,156 +343,36 @@ def loudness_range(short_term_powers: FloatArray) -> float:
 
 # -- true peak -------------------------------------------------------------------------------
 
-def oversampling_factor(sample_rate: float) -> int:
-    """Oversampling used by the true-peak meter: enough to reach 384 kHz, at least x2."""
-    return max(2, math.ceil(TRUE_PEAK_MIN_RATE / float(sample_rate) - 1e-9))
-
-
-@lru_cache(maxsize=16)
-def _interpolator(factor: int) -> FloatArray:
-    """Kaiser-window sinc low-pass for x``factor`` interpolation (BS.1770 Annex 2 step 2).
-
-    Cut-off at the input Nyquist, 2 x 24 taps per branch: flat within 0.001 dB to 0.9 of
-    Nyquist; images down > 50 dB from 1.1 x Nyquist and > 90 dB from 1.2 x.
-    """
-    taps = 2 * _TP_HALF_TAPS * factor + 1
-    h = signal.firwin(taps, 1.0 / factor, window=("kaiser", _TP_KAISER_BETA))
-    return np.asarray(h, dtype=np.float64)
-
-
 def oversample(samples: npt.ArrayLike, sample_rate: float) -> tuple[FloatArray, int]:
-    """The signal oversampled for true-peak metering: ``(y[frames * factor, ch], factor)``.
-
-    Output sample ``k * factor`` is aligned with input sample ``k`` (the filter's delay is
-    removed), so envelopes derived from it line up with the input.
-    """
+    """The signal on the true-peak meter's whole fine grid: ``(y[frames * factor, ch],
+    factor)`` (slow; the meter itself computes only where a peak can be, see
+    :mod:`greetkit.truepeak`). Output sample ``k * factor`` is aligned with input ``k``."""
     x = as_float_frames(samples)
     factor = oversampling_factor(sample_rate)
-    h = _interpolator(factor)
+    h = truepeak.interpolator(factor)
     # resample_poly scales the taps by ``factor`` itself, in place: hand it a copy.
     y: FloatArray = signal.resample_poly(x, factor, 1, axis=0, window=h.copy())
     return y, factor
 
 
-@lru_cache(maxsize=16)
-def _polyphase(factor: int) -> FloatArray:
-    """:func:`_interpolator` as a ``(2 * half + 1, factor)`` matrix: output row ``k`` of the
-    x``factor`` signal is ``window(k) @ matrix``, ``window(k)`` being input samples
-    ``k - half .. k + half``. Same taps and alignment as :func:`oversample`."""
-    h = _interpolator(factor) * factor
-    span = 2 * _TP_HALF_TAPS
-    matrix = np.zeros((span + 1, factor))
-    for d in range(span + 1):
-        for p in range(factor):
-            j = factor * (span - d) + p
-            if j < h.size:
-                matrix[d, p] = h[j]
-    return matrix
-
-
-def _oversample_rows(xpad: FloatArray, frames: npt.NDArray[np.intp], factor: int
-                     ) -> FloatArray:
-    """Oversampled values around input ``frames`` of one zero-padded channel ``xpad``
-    (``_TP_HALF_TAPS`` zeros each side): shape ``frames.shape + (factor,)``. One matrix
-    product per call instead of a polyphase pass over the whole signal."""
-    taps = np.arange(2 * _TP_HALF_TAPS + 1)
-    windows = xpad[frames[..., None] + taps]
-    return np.asarray(windows @ _polyphase(factor), dtype=np.float64)
-
-
-# Input frames per block in true_peak: only blocks whose bound can beat the sample peak are
-# oversampled, a few at a time (bounded memory on long files).
-_BLOCK_FRAMES = 256
-_BLOCKS_PER_PASS = 64
-_CHUNK_FRAMES = 1 << 14
-
-
-def _block_bounds(x: npt.NDArray[np.floating[Any]]) -> FloatArray:
-    """Per block of ``_BLOCK_FRAMES`` input frames, the largest magnitude (all channels) an
-    interpolated sample in it can draw on: the block's and its neighbours' peaks (the
-    interpolator's reach, half taps + 1, is under one block)."""
-    n = x.shape[0]
-    blocks = -(-n // _BLOCK_FRAMES)
-    mag = np.zeros(blocks * _BLOCK_FRAMES)
-    mag[:n] = np.max(np.abs(x), axis=1)
-    block_peak = mag.reshape(blocks, _BLOCK_FRAMES).max(axis=1)
-    reach = block_peak.copy()
-    reach[1:] = np.maximum(reach[1:], block_peak[:-1])
-    reach[:-1] = np.maximum(reach[:-1], block_peak[1:])
-    return np.asarray(reach, dtype=np.float64)
-
-
-def _block_rows(xpad: FloatArray, group: npt.NDArray[np.intp], n: int, factor: int
-                ) -> FloatArray:
-    """Oversampled values of blocks ``group`` of one padded channel, with one input frame
-    of margin each side (frames start-1 .. start+B; frames off the ends read as zeros):
-    shape ``(len(group), (B + 2) * factor)``."""
-    frames = group[:, None] * _BLOCK_FRAMES + np.arange(-1, _BLOCK_FRAMES + 1)
-    inside = (frames >= 0) & (frames < n)
-    rows = _oversample_rows(xpad, np.clip(frames, 0, max(n - 1, 0)), factor)
-    return np.asarray((rows * inside[..., None]).reshape(group.size, -1), dtype=np.float64)
-
-
 def true_peak(samples: npt.ArrayLike, sample_rate: float) -> float:
     """Maximum true-peak level over all channels, dBTP (BS.1770 Annex 2, EBU Tech 3341).
 
-    Oversampled to >= 384 kHz, absolute value, maximum, refined between grid points,
-    20 log10. ``-inf`` for an all-zero signal. No 12.04 dB attenuation is needed:
-    the computation is in floating point.
+    Oversampled (>= 192 kHz everywhere a peak can be, >= 384 kHz around candidates),
+    absolute value, maximum, refined between grid points, 20 log10 (see
+    :mod:`greetkit.truepeak`). ``-inf`` for an all-zero signal. No 12.04 dB attenuation is
+    needed: the computation is in floating point.
 
     >>> t = np.arange(48000) / 48000  # a -6 dB tone at fs/4 sampled at +-45 degrees
     >>> tone = 0.5 * np.hanning(48000) * np.sin(2 * np.pi * 12000 * t + np.pi / 4)
     >>> round(20 * math.log10(np.max(np.abs(tone))), 2), round(true_peak(tone, 48000), 2)
     (-9.03, -6.02)
     """
-    x = _frames(samples)
-    if x.shape[0] == 0 or not np.any(x):
-        return -math.inf
-    n, channels = x.shape
-    factor = oversampling_factor(sample_rate)
-    # Cheap bound first: an interpolated sample is a weighted sum of the input samples in
-    # reach, so it cannot exceed their largest magnitude times the largest L1 norm of a
-    # polyphase branch. The sample peak is a floor of the true peak, so a block whose
-    # bound is under the peak found so far is never oversampled; the rest are visited
-    # loudest bound first and oversampled exactly (the result is the same as one pass).
-    bound = _block_bounds(x) * _branch_gain(factor)
-    peak = float(np.max(np.abs(x)))
-    order = np.argsort(-bound, kind="stable")
-    order = order[bound[order] > peak]
-    pads = [np.concatenate([np.zeros(_TP_HALF_TAPS), np.asarray(x[:, c], np.float64),
-                            np.zeros(_TP_HALF_TAPS)]) for c in range(channels)]
-    for first in range(0, order.size, _BLOCKS_PER_PASS):
-        group = order[first:first + _BLOCKS_PER_PASS]
-        if float(bound[group[0]]) <= peak:
-            break
-        for xpad in pads:
-            rows = _block_rows(xpad, group, n, factor)
-            peak = max(peak, _refined_block_peak(np.abs(rows), factor))
-    return 20.0 * math.log10(peak)
+    return _db(TruePeakMeter(_frames(samples), sample_rate).peak())
 
 
-def _refined_block_peak(mag: FloatArray, factor: int) -> float:
-    """Largest value over rows of ``mag`` (one block each, with ``factor`` values of margin
-    at both ends), refined by a parabola through it and its neighbours (the oversampled
-    grid can sit up to half a step off the analog peak)."""
-    inner = mag[:, factor:mag.shape[1] - factor]
-    flat = int(np.argmax(inner))
-    row, col = divmod(flat, inner.shape[1])
-    i = col + factor
-    peak = float(mag[row, i])
-    left, right = float(mag[row, i - 1]), float(mag[row, i + 1])
-    curvature = left - 2.0 * peak + right
-    # Only at a local maximum, and not at a corner of |y| at a zero crossing.
-    if curvature < 0.0 and peak >= left and peak >= right:
-        peak = max(peak, peak - 0.125 * (left - right) ** 2 / curvature)
-    return peak
-
-
-@lru_cache(maxsize=16)
-def _branch_gain(factor: int) -> float:
-    """Largest L1 norm over the interpolator's polyphase branches (its peak gain bound)."""
-    h = _interpolator(factor) * factor
-    return float(max(np.abs(h[p::factor]).sum() for p in range(factor))) * (1.0 + 1e-9)
+def _db(linear: float) -> float:
+    return 20.0 * math.log10(linear) if linear > 0.0 else -math.inf
 
 
 # -- the meter -------------------------------------------------------------------------------
@@ -568,67 +447,71 @@ def integrated_loudness(samples: npt.ArrayLike, sample_rate: float) -> float:
 
 # -- true-peak limiter -----------------------------------------------------------------------
 
-class _Envelope:
-    """Per input sample, the largest oversampled magnitude (all channels) within about one
-    input sample of it: the true-peak envelope a limiter keeps under its threshold.
-
-    ``at_least(level)`` returns per input sample the envelope, exact in every block whose
-    cheap bound (see :func:`true_peak`) exceeds ``level`` and 0 elsewhere: where the bound
-    is under the level the exact value is too, so a limiter asking "where is the envelope
-    over my threshold" gets the same answer. Blocks are oversampled once and cached.
-    """
-
-    def __init__(self, x: FloatArray, sample_rate: float) -> None:
-        self.x, self.n = x, x.shape[0]
-        self.factor = oversampling_factor(sample_rate)
-        self.bound = _block_bounds(x) * _branch_gain(self.factor)
-        self.env = np.zeros(self.bound.size * _BLOCK_FRAMES)
-        self.level = math.inf  # every block with bound > level is exact
-        self.pads = [np.concatenate([np.zeros(_TP_HALF_TAPS), x[:, c], np.zeros(_TP_HALF_TAPS)])
-                     for c in range(x.shape[1])]
-
-    def at_least(self, level: float) -> FloatArray:
-        if level < self.level:
-            todo = np.flatnonzero((self.bound > level) & (self.bound <= self.level))
-            f, b = self.factor, _BLOCK_FRAMES
-            for first in range(0, todo.size, _BLOCKS_PER_PASS):
-                group = todo[first:first + _BLOCKS_PER_PASS]
-                mag = np.zeros((group.size, (b + 2) * f))
-                for xpad in self.pads:
-                    mag = np.maximum(mag, np.abs(_block_rows(xpad, group, self.n, f)))
-                # Row j is oversampled index (a - 1) f + j; sample a + i takes indices
-                # (a + i) f - f//2 .. (a + i + 2) f - f//2 - 1, so both neighbours see a peak.
-                cells = mag[:, f - f // 2:f - f // 2 + (b + 1) * f].reshape(
-                    group.size, b + 1, f).max(axis=2)
-                env = np.maximum(cells[:, :b], cells[:, 1:])
-                idx = group[:, None] * b + np.arange(b)
-                self.env[idx] = env
-            self.level = level
-        return self.env[:self.n]
-
-
 def _limiter_gain(envelope: FloatArray, threshold_db: float, half: int, release: float
                   ) -> FloatArray:
-    """Smooth gain curve keeping ``envelope * gain`` <= the threshold (see :func:`limit`)."""
+    """Smooth gain curve keeping ``envelope * gain`` <= the threshold (see :func:`limit`).
+
+    The limiter acts on a few per cent of a clip's samples, so the per-sample work is done
+    where it is needed: the look-ahead minimum only around samples over the threshold, the
+    release follower's running maximum only on those, and the full-length passes (the
+    decay, dB to gain, the moving average) only from the first of them on.
+    """
+    n = envelope.size
     ceiling = 10.0 ** (threshold_db / 20.0)
-    need = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-30))
-    if np.all(need >= 1.0):
-        return np.ones_like(envelope)
+    over = np.flatnonzero(envelope > ceiling)
+    need_over = ceiling / envelope[over]
+    keep = need_over < 1.0
+    over, need_over = over[keep], need_over[keep]
+    if over.size == 0:
+        return np.ones(n)
     # (1) Look-ahead: the minimum over +-half samples, so the gain is down before a peak.
-    m = ndimage.minimum_filter1d(need, 2 * half + 1, mode="nearest")
+    # It is under 1 only within +-half of a sample over the threshold (the support); it is
+    # computed per stretch of the support from the need (1 elsewhere) around it.
+    need = np.ones(n)
+    need[over] = need_over
+    breaks = np.flatnonzero(np.diff(over) > 2 * half)
+    starts = over[np.concatenate([[0], breaks + 1])]
+    ends = over[np.concatenate([breaks, [over.size - 1]])]
+    support, m_support = [], []
+    for s0, s1 in zip(starts, ends, strict=True):
+        lo, hi = max(0, int(s0) - half), min(n, int(s1) + half + 1)
+        ctx_lo, ctx_hi = max(0, lo - half), min(n, hi + half)
+        m = ndimage.minimum_filter1d(need[ctx_lo:ctx_hi], 2 * half + 1, mode="nearest")
+        support.append(np.arange(lo, hi))
+        m_support.append(m[lo - ctx_lo:hi - ctx_lo])
+    where = np.concatenate(support)
     # (2) Release, exponential in dB with time constant ``release`` samples. The follower
     # e[n] = max(u[n], e[n-1] exp(-1/T)) on the reduction u = -dB(m) >= 0 is, in closed
-    # form, exp(max_k<=n (log u[k] + k/T) - n/T): one cumulative max, no Python loop.
-    u = -20.0 * np.log10(m)
-    ramp = np.arange(u.size) / release
-    with np.errstate(divide="ignore"):
-        follower = np.exp(np.maximum.accumulate(np.log(u) + ramp) - ramp)
-    held = 10.0 ** (-np.maximum(follower, u) / 20.0)
+    # form, exp(max_k<=n (log u[k] + k/T) - n/T): one cumulative max, no Python loop. u is
+    # 0 off the support, so the maximum only changes on it and is carried between.
+    u = -20.0 * np.log10(np.concatenate(m_support))
+    first = int(where[0])
+    rate = 1.0 / release
+    running = np.maximum.accumulate(np.log(u) + where * rate)
+    follower = np.repeat(running, np.diff(np.append(where, n)))
+    follower -= np.arange(first, n, dtype=np.float64) * rate
+    np.exp(follower, out=follower)
+    follower[where - first] = np.maximum(follower[where - first], u)
+    # dB reduction to gain: 10^(-f/20).
+    follower *= -math.log(10.0) / 20.0
+    held = np.exp(follower, out=follower)
     # (3) Attack: a moving average over the same +-half samples. Every value averaged at n
     # is a minimum over a window that contains n, so the average stays <= need[n].
-    # (Clamping the average to ``held`` would re-introduce the steps it removes.)
-    gain = ndimage.uniform_filter1d(held, 2 * half + 1, mode="nearest")
-    return np.asarray(gain, dtype=np.float64)
+    # (Clamping the average to ``held`` would re-introduce the steps it removes.) Before
+    # the support's first sample - half the average is of ones. Edges repeat the end value
+    # (as ndimage's mode "nearest").
+    width = 2 * half + 1
+    lo = max(0, first - half)
+    start = lo - half
+    edge = 1.0 if first > 0 else float(held[0])
+    # Window sums of (held - 1) by a cumulative sum: exact to ~1e-13 and O(n).
+    body = np.concatenate([np.full(max(0, -start), edge - 1.0),
+                           np.zeros(first - max(start, 0)), held - 1.0,
+                           np.full(half, held[-1] - 1.0)])
+    sums = np.concatenate([[0.0], np.cumsum(body)])
+    gain = np.ones(n)
+    gain[lo:] += (sums[width:width + n - lo] - sums[:n - lo]) / width
+    return gain
 
 
 def limit(samples: npt.ArrayLike, sample_rate: float, ceiling_db: float, *,
@@ -650,22 +533,18 @@ def limit(samples: npt.ArrayLike, sample_rate: float, ceiling_db: float, *,
     x = as_float_frames(samples)
     if x.shape[0] == 0:
         return x, 0.0
-    return _limit_verified(x, sample_rate, _Envelope(x, sample_rate),
-                           ceiling_db - margin_db, ceiling_db, lookahead_ms, release_ms)
-
-
-def _limit_verified(x: FloatArray, sample_rate: float, envelope: _Envelope,
-                    threshold_db: float, ceiling_db: float, lookahead_ms: float,
-                    release_ms: float) -> tuple[FloatArray, float]:
+    meter = TruePeakMeter(x, sample_rate)
+    threshold_db = ceiling_db - margin_db
     half = max(1, round(lookahead_ms * 1e-3 * sample_rate))
     release = max(1.0, release_ms * 1e-3 * sample_rate)
     out, reduction = x, 0.0
     for _ in range(8):
-        env = envelope.at_least(10.0 ** (threshold_db / 20.0))
+        env = meter.envelope_at_least(10.0 ** (threshold_db / 20.0))
         gain = _limiter_gain(env, threshold_db, half, release)
         out = x * gain[:, None]
         reduction = float(-20.0 * np.log10(np.min(gain)))
-        over = true_peak(out, sample_rate) - ceiling_db
+        # The output's true peak, bounded block by block from the input's (same value).
+        over = _db(meter.derived(out, gain).peak()) - ceiling_db
         if over <= 0.0:
             break
         threshold_db -= over + 0.01
@@ -673,6 +552,15 @@ def _limit_verified(x: FloatArray, sample_rate: float, envelope: _Envelope,
 
 
 # -- normalization -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Normalized:
+    """:func:`normalize_gain`'s result: ``samples = input * gain[:, None]``."""
+
+    samples: FloatArray  # (frames, channels) float64
+    gain: FloatArray  # (frames,): the static gain times the limiter's gain curve
+    report: NormalizeReport
+
 
 def normalize(samples: npt.ArrayLike, sample_rate: float, target_lufs: float,
               ceiling_db: float, *, tolerance_lu: float = 0.01,
@@ -696,41 +584,65 @@ def normalize(samples: npt.ArrayLike, sample_rate: float, target_lufs: float,
     >>> round(integrated_loudness(out, 48000), 2), true_peak(out, 48000) <= -1.0
     (-16.0, True)
     """
+    result = normalize_gain(samples, sample_rate, target_lufs, ceiling_db,
+                            tolerance_lu=tolerance_lu, lookahead_ms=lookahead_ms,
+                            release_ms=release_ms, margin_db=margin_db)
+    return result.samples, result.report
+
+
+def normalize_gain(samples: npt.ArrayLike, sample_rate: float, target_lufs: float,
+                   ceiling_db: float, *, tolerance_lu: float = 0.01,
+                   lookahead_ms: float = 3.0, release_ms: float = 80.0,
+                   margin_db: float = 0.05, meter: TruePeakMeter | None = None
+                   ) -> Normalized:
+    """:func:`normalize`, also returning the per-frame gain it applied, so a caller can
+    check later stages' true peak from ``meter`` (a :class:`TruePeakMeter` of ``samples``,
+    made here if not given) without measuring from scratch: the input's true peak is
+    measured once and every later check (after the limiter, after dither) oversamples only
+    the blocks that can reach the ceiling (:meth:`TruePeakMeter.derived`)."""
     x = as_float_frames(samples)
     base = integrated_loudness(x, sample_rate)
+    if meter is None:
+        meter = TruePeakMeter(x, sample_rate)
     warnings: list[str] = []
     if x.shape[0] and x.shape[0] < sample_rate * BLOCK_SECONDS:
         warnings.append("short-clip")
     if math.isinf(base):
         warnings.append("silent")
-        return x, NormalizeReport(0.0, 0.0, base, true_peak(x, sample_rate), tuple(warnings))
-    peak = true_peak(x, sample_rate)
+        return Normalized(x, np.ones(x.shape[0]), NormalizeReport(
+            0.0, 0.0, base, _db(meter.peak()), tuple(warnings)))
     gain_db = target_lufs - base
+    # The sample peak is a floor of the true peak: if it already crosses, the limiter will
+    # act and its envelope (computed next) covers the peak's search, so skip it here.
+    peak = _db(meter.sample_peak)
     if peak + gain_db <= ceiling_db:
-        return x * 10.0 ** (gain_db / 20.0), NormalizeReport(
-            gain_db, 0.0, base + gain_db, peak + gain_db, tuple(warnings))
+        peak = _db(meter.peak())
+        if peak + gain_db <= ceiling_db:
+            g = 10.0 ** (gain_db / 20.0)
+            return Normalized(x * g, np.full(x.shape[0], g), NormalizeReport(
+                gain_db, 0.0, base + gain_db, peak + gain_db, tuple(warnings)))
 
-    # The envelope scales with the gain, so it is computed once, here.
-    envelope = _Envelope(x, sample_rate)
+    # The envelope scales with the gain, so it is computed once (by the meter).
     half = max(1, round(lookahead_ms * 1e-3 * sample_rate))
     release = max(1.0, release_ms * 1e-3 * sample_rate)
 
     def run(g_db: float, threshold_db: float) -> tuple[FloatArray, float, float]:
         g = 10.0 ** (g_db / 20.0)
-        env = envelope.at_least(10.0 ** (threshold_db / 20.0) / g)
+        env = meter.envelope_at_least(10.0 ** (threshold_db / 20.0) / g)
         gain = _limiter_gain(env * g, threshold_db, half, release)
-        limited = x * (g * gain)[:, None]
-        level = integrated_loudness(limited, sample_rate)
-        return limited, level, float(-20.0 * np.log10(np.min(gain)))
+        curve = g * gain
+        level = integrated_loudness(x * curve[:, None], sample_rate)
+        return curve, level, float(-20.0 * np.log10(np.min(gain)))
 
     threshold = ceiling_db - margin_db
     converged = False
-    out, level, reduction, final_peak = x, base, 0.0, peak
+    curve, level, reduction, final_peak = np.ones(x.shape[0]), base, 0.0, peak
     for _ in range(6):  # threshold corrections (rare: an inter-sample peak lifted over)
-        out, level, reduction = run(gain_db, threshold)
-        gain_db, out, level, reduction, converged = _solve_gain(
-            run, gain_db, threshold, out, level, reduction, target_lufs, tolerance_lu)
-        final_peak = true_peak(out, sample_rate)
+        curve, level, reduction = run(gain_db, threshold)
+        gain_db, curve, level, reduction, converged = _solve_gain(
+            run, gain_db, threshold, curve, level, reduction, target_lufs, tolerance_lu)
+        out = x * curve[:, None]
+        final_peak = _db(meter.derived(out, curve).peak())
         if final_peak <= ceiling_db:
             break
         threshold -= final_peak - ceiling_db + 0.01
@@ -739,7 +651,8 @@ def normalize(samples: npt.ArrayLike, sample_rate: float, target_lufs: float,
     if reduction > HEAVY_LIMITING_DB:
         warnings.append(f"heavy-limiting: the limiter took {reduction:.1f} dB; use a less "
                         "peaky take or a lower loudness target")
-    return out, NormalizeReport(gain_db, reduction, level, final_peak, tuple(warnings))
+    return Normalized(x * curve[:, None], curve,
+                      NormalizeReport(gain_db, reduction, level, final_peak, tuple(warnings)))
 
 
 def _solve_gain(run: Callable[[float, float], tuple[FloatArray, float, float]],
