@@ -25,12 +25,12 @@ from typing import Any
 
 from greetkit import __version__
 from greetkit.engines import get_engine
-from greetkit.engines.base import RenderedAudio, RenderRequest
-from greetkit.errors import DraftsPresent, EngineError, GreetkitError, StoreError
+from greetkit.errors import AudioError, DraftsPresent, EngineError, GreetkitError, StoreError
 from greetkit.keys import content_key as content_key
 from greetkit.keys import stale_reason
 from greetkit.manifest import ClipEntry, EngineRecord, Manifest, Variant
-from greetkit.spec import BASE_RATE, DRAFT_ENGINE, MAX_CLIP_SECONDS, ClipSpec, Spec, load_spec
+from greetkit.render import Rendered, RenderJob, Take, choose, finish, key_of, synthesize, unusable
+from greetkit.spec import BASE_RATE, DRAFT_ENGINE, ClipSpec, Spec, load_spec
 from greetkit.store import Store
 
 #: Called as ``progress(key, status)`` when a clip finishes; status is one of
@@ -52,6 +52,14 @@ class BuildResult:
     published: bool = False
     seconds: float = 0.0
 
+    def check_strict(self) -> None:
+        """The ``--strict`` policy: raise :class:`~greetkit.errors.DraftsPresent` (carrying
+        this result) when any clip of the bank is a draft."""
+        if self.drafts:
+            keys = ", ".join(sorted(self.drafts))
+            raise DraftsPresent(f"--strict: {len(self.drafts)} clips are drafts ({keys}); "
+                                "build where the preferred engine is reachable", self)
+
     def summary(self) -> str:
         if not self.rendered and not self.failed:
             head = f"nothing to render: {len(self.reused)} clips up to date"
@@ -60,15 +68,6 @@ class BuildResult:
         version = f", version {self.manifest.version}" if self.manifest else ""
         return (f"{head}, {len(self.drafts)} drafts, {len(self.failed)} failed in "
                 f"{self.seconds:.1f}s -> {self.out}{version}")
-
-
-@dataclass(frozen=True)
-class _Job:
-    clip: ClipSpec
-    engine: str
-    voice: str
-    draft_reason: str | None
-    content_key: str
 
 
 class _Builder:
@@ -87,39 +86,35 @@ class _Builder:
         """Why engine ``name`` cannot be used now, or None; checked at most once per build,
         and only for an engine some clip needs rendered (a no-op build checks nothing)."""
         if name not in self.down:
-            try:
-                get_engine(name).check_available()
-                self.down[name] = None
-            except GreetkitError as exc:
-                self.down[name] = f"{name} unavailable: {exc}"
+            self.down[name] = unusable(name)
         return self.down[name]
 
     # -- 4. plan ------------------------------------------------------------------------
-    def plan(self, old: Manifest | None) -> list[_Job]:
+    def plan(self, old: Manifest | None) -> list[RenderJob]:
         previous = old.by_key() if old else {}
         jobs = []
         for clip in self.spec.clips:
             before = previous.get(clip.key)
             if not self.force and before and self.reusable(before, clip):
-                self.entries[clip.key] = before
-                self.result.reused.append(clip.key)
-                if before.draft:
-                    self.result.drafts[clip.key] = before.draft_reason or "draft"
-                self.notify(clip.key, "reused")
+                self.keep(before)
                 continue
-            engine_name, voice, reason = clip.engine, clip.voice, self.unusable(clip.engine)
-            if reason:
-                if _offline(clip.engine) or not clip.draft_voice:
-                    self.fail(clip.key, reason, previous)
-                    continue
-                engine_name, voice = DRAFT_ENGINE, clip.draft_voice
-            try:
-                key = content_key(clip, get_engine(engine_name), voice)
+            try:  # the clip's engine, or its espeak draft while that engine is unreachable
+                choice = choose(clip, self.unusable(clip.engine))
+                key = key_of(clip, choice)
             except (GreetkitError, OSError) as exc:
                 self.fail(clip.key, str(exc), previous)
                 continue
-            jobs.append(_Job(clip, engine_name, voice, reason, key))
+            jobs.append(RenderJob(clip=clip, choice=choice, content_key=key,
+                                  sample_rates=self.spec.sample_rates,
+                                  project_dir=self.spec.project_dir))
         return jobs
+
+    def keep(self, entry: ClipEntry) -> None:
+        self.entries[entry.key] = entry
+        self.result.reused.append(entry.key)
+        if entry.draft:
+            self.result.drafts[entry.key] = entry.draft_reason or "draft"
+        self.notify(entry.key, "reused")
 
     def reusable(self, entry: ClipEntry, clip: ClipSpec) -> bool:
         """The stored clip is kept when it is not stale (the one rule, greetkit.keys) and its
@@ -148,85 +143,55 @@ class _Builder:
             self.progress(key, status)
 
     # -- 5. render ----------------------------------------------------------------------
-    async def render_all(self, jobs: list[_Job], previous: dict[str, ClipEntry]) -> None:
+    async def render_all(self, jobs: list[RenderJob], previous: dict[str, ClipEntry]) -> None:
         limits: dict[str, asyncio.Semaphore] = {}
         for job in jobs:
-            for name in (job.engine, DRAFT_ENGINE):
+            for name in (job.choice.engine, DRAFT_ENGINE):
                 if name not in limits:
                     limits[name] = asyncio.Semaphore(max(1, get_engine(name).max_concurrency))
         workers = max(1, min(4, os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="greetkit-dsp") as pool:
             await asyncio.gather(*(self.render_one(j, limits, pool, previous) for j in jobs))
 
-    async def render_one(self, job: _Job, limits: dict[str, asyncio.Semaphore],
+    async def render_one(self, job: RenderJob, limits: dict[str, asyncio.Semaphore],
                          pool: ThreadPoolExecutor, previous: dict[str, ClipEntry]) -> None:
-        clip, reason = job.clip, job.draft_reason
-        engine_name, voice, key = job.engine, job.voice, job.content_key
+        """The render stage for one clip (greetkit.render): the engine call, with the draft
+        fallback, here; mastering and storing on the DSP pool."""
+        key = job.clip.key
         try:
-            audio = await self.render_with(engine_name, clip, voice, limits)
-        except EngineError as exc:
-            engine = get_engine(engine_name)
-            if engine.offline or not clip.draft_voice:
-                self.fail(clip.key, f"{engine_name}: {exc}", previous)
-                return
-            # The preferred engine failed even after its own retries: an espeak draft keeps
-            # the bank complete, flagged so the next build retries the real engine.
-            reason = f"{engine_name} failed: {exc}"
-            engine_name, voice = DRAFT_ENGINE, clip.draft_voice
-            try:
-                key = content_key(clip, get_engine(engine_name), voice)
-                audio = await self.render_with(engine_name, clip, voice, limits)
-            except (GreetkitError, OSError) as exc2:
-                self.fail(clip.key, f"{reason}; draft failed too: {exc2}", previous)
-                return
-        if audio.duration > MAX_CLIP_SECONDS:
-            # A runaway render (an engine looping, an hour-long take) would cost minutes of
-            # DSP and megabytes per worker; a greeting is seconds long.
-            self.fail(clip.key, f"{engine_name} produced {audio.duration:.0f} s of audio; a "
-                      f"clip may last at most {MAX_CLIP_SECONDS:g} s, shorten the text or take",
-                      previous)
+            take = await synthesize(job, limits)
+        except (EngineError, AudioError) as exc:
+            self.fail(key, str(exc), previous)
             return
         loop = asyncio.get_running_loop()
         try:
-            entry = await loop.run_in_executor(
-                pool, self.process, clip, engine_name, voice, key, audio, reason
-            )
+            entry = await loop.run_in_executor(pool, self.process, job, take)
         except StoreError:
             # The store itself cannot be written (disk full, read-only, permissions): every
             # other clip would fail the same way, so stop the build with one clear error
             # before the manifest is touched.
             raise
         except GreetkitError as exc:
-            self.fail(clip.key, str(exc), previous)
+            self.fail(key, str(exc), previous)
             return
-        self.entries[clip.key] = entry
-        self.result.rendered.append(clip.key)
+        self.entries[key] = entry
+        self.result.rendered.append(key)
         if entry.draft:
-            self.result.drafts[clip.key] = reason or "draft"
-        self.notify(clip.key, "draft" if entry.draft else "rendered")
+            self.result.drafts[key] = entry.draft_reason or "draft"
+        self.notify(key, "draft" if entry.draft else "rendered")
 
-    async def render_with(self, engine_name: str, clip: ClipSpec, voice: str,
-                          limits: dict[str, asyncio.Semaphore]) -> RenderedAudio:
-        request = RenderRequest(key=clip.key, text=clip.text, language=clip.language,
-                                voice=voice, options=clip.options,
-                                project_dir=self.spec.project_dir)
-        async with limits[engine_name]:
-            return await get_engine(engine_name).render(request)
+    def process(self, job: RenderJob, take: Take) -> ClipEntry:
+        """Master the take at every output rate, then store the files."""
+        return self.store_clip(finish(job, take))
 
-    def process(self, clip: ClipSpec, engine_name: str, voice: str, key: str,
-                audio: RenderedAudio, draft_reason: str | None) -> ClipEntry:
-        """DSP chain at every output rate from the engine's source audio, then store."""
-        from greetkit.dsp import DspParams, process
-
-        seed = int(key[:8], 16)  # dither is deterministic: same inputs, same bytes
+    def store_clip(self, rendered: Rendered) -> ClipEntry:
+        """Write each rate's file (immutable, named by the content key) and describe them."""
+        clip, choice, key = rendered.clip, rendered.choice, rendered.content_key
         stem = f"{clip.key}.{key[:16]}"
         main: Any = None
         variants = []
-        for rate in self.spec.sample_rates:
-            params = DspParams(target_lufs=clip.loudness.target_lufs,
-                               true_peak_ceiling_db=clip.loudness.true_peak_ceiling_db,
-                               sample_rate=rate)
-            out = process(audio.samples, audio.sample_rate, params, seed=seed)
+        for out in rendered.outputs:
+            rate = out.sample_rate
             stored = self.store.write_clip(stem if rate == BASE_RATE else f"{stem}.{rate}",
                                            out.pcm, rate)
             if rate == BASE_RATE:
@@ -239,9 +204,9 @@ class _Builder:
         out, stored = main
         return ClipEntry(
             key=clip.key, phrase=clip.phrase, language=clip.language, text=clip.text,
-            engine=engine_name, voice=voice, preferred_engine=clip.engine,
-            draft=engine_name != clip.engine, draft_reason=draft_reason,
-            engine_version=get_engine(engine_name).version(),
+            engine=choice.engine, voice=choice.voice, preferred_engine=clip.engine,
+            draft=choice.engine != clip.engine, draft_reason=choice.draft_reason,
+            engine_version=rendered.engine_version,
             content_key=key, file=stored.file, sha256=stored.sha256, bytes=stored.bytes,
             data_offset=stored.data_offset, sample_rate=BASE_RATE, channels=1,
             samples=stored.samples, duration=round(stored.samples / BASE_RATE, 4),
@@ -295,14 +260,6 @@ def _engine_records(clips: list[ClipEntry]) -> dict[str, EngineRecord]:
             records[name] = EngineRecord(livekit=engine.target, options=dict(engine.options),
                                          plugin=f"{dist}=={ver}", lufs=round(median(values), 2))
     return records
-
-
-def _offline(name: str) -> bool:
-    """Whether an engine needs nothing outside this machine (an unimportable one does)."""
-    try:
-        return get_engine(name).offline
-    except GreetkitError:
-        return False
 
 
 def _same_bank(a: Manifest, b: Manifest | None) -> bool:
@@ -362,10 +319,8 @@ def build(
         builder.result.warnings += [f"{entry.key}: {w}" for w in entry.warnings
                                     if entry.key in builder.result.rendered]
     builder.result.seconds = time.monotonic() - started
-    if strict and builder.result.drafts:
-        keys = ", ".join(sorted(builder.result.drafts))
-        raise DraftsPresent(f"--strict: {len(builder.result.drafts)} clips are drafts ({keys}); "
-                            "build where the preferred engine is reachable")
+    if strict:
+        builder.result.check_strict()
     return builder.result
 
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from greetkit.build import BuildResult
 
 
 class GreetkitError(Exception):
@@ -103,7 +107,15 @@ class ClipNotFound(GreetkitError, KeyError):
 
 
 class DraftsPresent(GreetkitError):
-    """``build --strict`` found clips rendered by a fallback engine."""
+    """``build --strict`` found clips rendered by a fallback engine.
+
+    ``result`` is the finished build's :class:`~greetkit.build.BuildResult` (the bank was
+    still published: drafts are complete clips), so callers can report what was built.
+    """
+
+    def __init__(self, message: str, result: BuildResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class MissingExtra(GreetkitError, ImportError):

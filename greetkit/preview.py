@@ -15,19 +15,21 @@ environment (servers, CI, tests), :func:`play` returns one line saying why nothi
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from greetkit.errors import ClipNotFound, EngineError, SpecError, SpecIssue, StoreError
+from greetkit.errors import ClipNotFound, SpecError, SpecIssue, StoreError
 from greetkit.manifest import ClipEntry, Manifest
 from greetkit.suggest import suggest
+
+if TYPE_CHECKING:
+    from greetkit.spec import ClipSpec, Spec
 
 #: Set to ``none`` to never open an audio device (servers, CI, tests).
 AUDIO_ENV = "GREETKIT_AUDIO"
@@ -205,38 +207,79 @@ def audition(
     the text, and the language's voice, delivery options and the default loudness apply.
     Without a config the espeak engine and the ``speech`` loudness preset are used. When the
     chosen engine cannot be reached and is not offline, the espeak voice for the language
-    renders a draft instead, and ``draft_reason`` says why.
+    renders a draft instead, and ``draft_reason`` says why (the build's rule:
+    :mod:`greetkit.render`, which does the rendering here too).
 
     >>> p = audition("Hello there!", language="en", engine="espeak")  # doctest: +SKIP
     >>> round(p.lufs)  # doctest: +SKIP
     -18
     """
-    from greetkit.dsp import DspParams, process
-    from greetkit.engines import get_engine
-    from greetkit.engines.base import RenderRequest
-    from greetkit.engines.espeak import voice_for_language
-    from greetkit.phrases import PhraseError, PhraseRenderer
-    from greetkit.spec import (
-        ALLOWED_RATES,
-        BASE_RATE,
-        DRAFT_ENGINE,
-        LOUDNESS_PRESETS,
-        MAX_CLIP_SECONDS,
-        MAX_TEXT_CHARS,
-        Loudness,
-        is_speakable,
-        load_spec,
-    )
+    from greetkit.render import RenderJob, choose, render_clip, unusable
+    from greetkit.spec import ALLOWED_RATES, BASE_RATE, load_spec
 
     spec = load_spec(config) if config is not None else None
     rate = rate or BASE_RATE
     if rate not in ALLOWED_RATES:
         raise _usage("--rate", f"{rate} is not a supported rate; choose from "
                      + ", ".join(str(r) for r in ALLOWED_RATES))
+    clip, notes = audition_clip(text, spec, language=language, voice=voice, engine=engine)
+    job = RenderJob(clip=clip, choice=choose(clip, unusable(clip.engine)), sample_rates=(rate,),
+                    project_dir=spec.project_dir if spec else Path("."), seed=0)
+    rendered = render_clip(job)
+    out = rendered.outputs[0]
+    return Preview(
+        key=clip.key, text=clip.text, language=clip.language, engine=rendered.choice.engine,
+        voice=rendered.choice.voice, sample_rate=rate, pcm=np.asarray(out.pcm, dtype=np.int16),
+        lufs=float(out.lufs), true_peak_db=float(out.true_peak_db),
+        target_lufs=clip.loudness.target_lufs,
+        true_peak_ceiling_db=clip.loudness.true_peak_ceiling_db,
+        draft=rendered.choice.draft, draft_reason=rendered.choice.draft_reason,
+        preferred_engine=clip.engine, notes=notes,
+    )
+
+
+def audition_clip(text: str, spec: Spec | None, *, language: str | None = None,
+                  voice: str | None = None, engine: str | None = None
+                  ) -> tuple[ClipSpec, tuple[str, ...]]:
+    """The clip an audition of ``text`` renders, resolved as voices.yaml (``spec``, when
+    there is one) would resolve a phrase, plus notes for the listener. Raises
+    :class:`SpecError` naming the option (``--text``, ``--engine``, ``--voice``) at fault."""
+    from greetkit.engines import get_engine
+    from greetkit.engines.espeak import voice_for_language
+    from greetkit.spec import DRAFT_ENGINE, LOUDNESS_PRESETS, ClipSpec, Loudness
+
     lang = language or (spec.default_language if spec else "en")
     declared = spec.languages.get(lang) if spec else None
+    rendered = _audition_text(text, spec, lang)
+    engine_name = engine or (declared.engine if declared and declared.engine else None) or (
+        spec.default_engine if spec else DRAFT_ENGINE)
+    if engine_name == "recorded":
+        raise _usage("--engine", "a recorded take cannot speak new text; choose a TTS engine")
+    voices = dict(declared.voices) if declared else {}
+    chosen = voice or voices.get(engine_name) or (
+        voice_for_language(lang) if engine_name == DRAFT_ENGINE else None)
+    if not chosen:
+        raise _usage("--voice", f"no {engine_name} voice for language {lang!r}; pass --voice "
+                     f"or declare languages.{lang}.voices.{engine_name} in voices.yaml")
+    tts = get_engine(engine_name)
+    problem = tts.validate_voice(chosen, lang)
+    if problem and tts.offline:
+        raise _usage("--voice", problem)
+    clip = ClipSpec(
+        key="audition", phrase="audition", language=lang, text=rendered, engine=engine_name,
+        voice=chosen, draft_voice=voices.get(DRAFT_ENGINE) or voice_for_language(lang),
+        options=dict(declared.options) if declared else {},
+        loudness=spec.loudness if spec else Loudness(*LOUDNESS_PRESETS["speech"], "speech"))
+    # An online engine's voice list goes stale, so (as in voices.yaml) only a note.
+    return clip, (problem,) if problem else ()
 
-    # The text is an inline template, exactly like a phrase in voices.yaml.
+
+def _audition_text(text: str, spec: Spec | None, lang: str) -> str:
+    """``text`` rendered as an inline template, exactly like a phrase in voices.yaml, and
+    checked as one: speakable and not too long."""
+    from greetkit.phrases import PhraseError, PhraseRenderer
+    from greetkit.spec import MAX_TEXT_CHARS, is_speakable
+
     variables: dict[str, Any] = dict(spec.variables) if spec else {}
     variables.update(language=lang, phrase="audition")
     templates = spec.project_dir / "templates" if spec else Path("templates")
@@ -249,57 +292,7 @@ def audition(
     if len(rendered) > MAX_TEXT_CHARS:
         raise _usage("--text", f"text is {len(rendered)} characters; keep it under "
                      f"{MAX_TEXT_CHARS}")
-
-    engine_name = engine or (declared.engine if declared and declared.engine else None) or (
-        spec.default_engine if spec else DRAFT_ENGINE)
-    if engine_name == "recorded":
-        raise _usage("--engine", "a recorded take cannot speak new text; choose a TTS engine")
-    voices = dict(declared.voices) if declared else {}
-    chosen = voice or voices.get(engine_name) or (
-        voice_for_language(lang) if engine_name == DRAFT_ENGINE else None)
-    if not chosen:
-        raise _usage("--voice", f"no {engine_name} voice for language {lang!r}; pass --voice "
-                     f"or declare languages.{lang}.voices.{engine_name} in voices.yaml")
-    draft_voice = voices.get(DRAFT_ENGINE) or voice_for_language(lang)
-    options = dict(declared.options) if declared else {}
-    loudness = spec.loudness if spec else Loudness(*LOUDNESS_PRESETS["speech"], "speech")
-    project_dir = spec.project_dir if spec else Path(".")
-
-    tts = get_engine(engine_name)
-    problem = tts.validate_voice(chosen, lang)
-    if problem and tts.offline:
-        raise _usage("--voice", problem)
-    # An online engine's voice list goes stale, so (as in voices.yaml) only a note.
-    notes = (problem,) if problem else ()
-
-    def request(v: str) -> RenderRequest:
-        return RenderRequest(key="audition", text=rendered, language=lang, voice=v,
-                             options=options, project_dir=project_dir)
-
-    used, used_voice, reason = engine_name, chosen, None
-    try:
-        tts.check_available()
-        audio = asyncio.run(tts.render(request(chosen)))
-    except EngineError as exc:
-        if tts.offline or engine_name == DRAFT_ENGINE or not draft_voice:
-            raise
-        # Same rule as the build: an unreachable online engine gives an espeak draft.
-        reason = f"{engine_name} unavailable: {exc}"
-        used, used_voice = DRAFT_ENGINE, draft_voice
-        audio = asyncio.run(get_engine(DRAFT_ENGINE).render(request(draft_voice)))
-    if audio.duration > MAX_CLIP_SECONDS:
-        raise _usage("--text", f"{used} produced {audio.duration:.0f} s of audio; a clip may "
-                     f"last at most {MAX_CLIP_SECONDS:g} s, shorten the text")
-    params = DspParams(target_lufs=loudness.target_lufs,
-                       true_peak_ceiling_db=loudness.true_peak_ceiling_db, sample_rate=rate)
-    out = process(audio.samples, audio.sample_rate, params, seed=0)
-    return Preview(
-        key="audition", text=rendered, language=lang, engine=used, voice=used_voice,
-        sample_rate=rate, pcm=np.asarray(out.pcm, dtype=np.int16), lufs=float(out.lufs),
-        true_peak_db=float(out.true_peak_db), target_lufs=loudness.target_lufs,
-        true_peak_ceiling_db=loudness.true_peak_ceiling_db, draft=reason is not None,
-        draft_reason=reason, preferred_engine=engine_name, notes=notes,
-    )
+    return rendered
 
 
 # -- what is printed ---------------------------------------------------------------------

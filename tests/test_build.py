@@ -150,8 +150,11 @@ def test_invalid_spec_writes_nothing(write_spec) -> None:  # type: ignore[no-unt
 def test_strict_fails_on_drafts(offline_build, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """--strict raises DraftsPresent when the preferred engine was unreachable."""
     root, _ = offline_build
-    with pytest.raises(DraftsPresent, match="4 clips are drafts"):
+    with pytest.raises(DraftsPresent, match="4 clips are drafts") as info:
         build(root / "voices.yaml", tmp_path / "out", strict=True)
+    # The bank was still built and published: the error carries the result to report.
+    result = info.value.result
+    assert result is not None and result.published and len(result.drafts) == 4
 
 
 def test_manifest_texts_cover_every_phrase(offline_build) -> None:  # type: ignore[no-untyped-def]

@@ -141,3 +141,22 @@ def test_gc_dry_run_lists_without_deleting(write_spec, tmp_path: Path) -> None: 
     assert len(list((tmp_path / "greetings" / "clips").iterdir())) == 3
     assert run("gc", cwd=tmp_path).stdout.strip().endswith("deleted 1 files")
     assert run("verify", cwd=tmp_path).returncode == 0
+
+
+def test_build_strict_reports_the_bank_then_exits_1_on_drafts(write_spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--strict with edge unreachable: the drafts are built, published and reported as
+    usual, then one '--strict' line naming them and exit 1 (the policy is the library's)."""
+    write_spec(SPEC.replace("engine: espeak", "engine: edge").replace(
+        "{voices: {espeak: en-us}}", "{voices: {edge: en-US-AvaNeural, espeak: en-us}}"))
+    out = run("build", "--strict", cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stdout.splitlines()[-1].startswith("2 rendered, 0 reused, 2 drafts, 0 failed")
+    drafted = [line for line in out.stderr.splitlines() if line.startswith("draft: ")]
+    assert len(drafted) == 1 and "edge unavailable: " in drafted[0]
+    assert set(drafted[0].split(": ")[1].split(", ")) == {"en_default", "en_bye"}
+    assert out.stderr.splitlines()[-1] == (
+        "greetkit: --strict: 2 clips are drafts (en_bye, en_default); build where the "
+        "preferred engine is reachable")
+    assert "Traceback" not in out.stderr
+    manifest = json.loads((tmp_path / "greetings" / "manifest.json").read_text())
+    assert [c["draft"] for c in manifest["clips"]] == [True, True]

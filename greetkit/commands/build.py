@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from greetkit.commands._options import config_option, out_option
 from greetkit.manifest import ClipEntry
+
+if TYPE_CHECKING:
+    from greetkit.build import BuildResult
 
 _MARK = {"rendered": "rendered", "reused": "up to date", "draft": "DRAFT", "failed": "FAILED"}
 
@@ -49,55 +52,70 @@ def command(config: Path, out: Path | None, force: bool, strict: bool, quiet: bo
     voices.yaml exits 2 and writes nothing.
     """
     from greetkit.build import build
+    from greetkit.errors import DraftsPresent
 
-    bar: Any = None
-    tty = sys.stderr.isatty() and not quiet
+    shown = _Progress(quiet=quiet)
+    try:
+        result = build(config, out, force=force, strict=strict, progress=shown.clip,
+                       on_plan=shown.plan, wait=wait)
+    except DraftsPresent as exc:  # --strict: the bank is built; report it, then the error
+        shown.close()
+        if exc.result is not None:
+            _report(exc.result, quiet)
+        raise
+    finally:
+        shown.close()
+    _report(result, quiet)
+    if result.failed:
+        sys.exit(1)
 
-    done = 0
-    planned = 0
 
-    def on_plan(todo: int, total: int) -> None:
-        nonlocal bar, planned
-        planned = todo
-        if todo and tty:
-            bar = click.progressbar(length=todo, label=f"rendering {todo}/{total} clips",
-                                    file=sys.stderr, show_pos=True)
-            bar.__enter__()
+class _Progress:
+    """A progress bar on a terminal; one line per finished clip in logs and CI."""
 
-    def progress(key: str, status: str) -> None:
-        nonlocal done
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty() and not quiet
+        self.bar: Any = None
+        self.done = 0
+        self.planned = 0
+
+    def plan(self, todo: int, total: int) -> None:
+        self.planned = todo
+        if todo and self.tty:
+            self.bar = click.progressbar(length=todo, label=f"rendering {todo}/{total} clips",
+                                         file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+
+    def clip(self, key: str, status: str) -> None:
         if status == "reused":
             return
-        done += 1
-        if bar is not None:
-            bar.update(1)
-        elif not quiet and not tty:  # logs and CI: one line per finished clip
-            click.echo(f"[{done}/{planned}] {key}: {_MARK[status]}", err=True)
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif not self.quiet and not self.tty:
+            click.echo(f"[{self.done}/{self.planned}] {key}: {_MARK[status]}", err=True)
 
-    try:
-        result = build(config, out, force=force, strict=False, progress=progress,
-                       on_plan=on_plan, wait=wait)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _report(result: BuildResult, quiet: bool) -> None:
+    """Warnings, drafts (one line per distinct reason), the rendered clips' levels,
+    failures (even with --quiet: they explain the exit status) and the summary."""
     if not quiet:
         for warning in result.warnings:
             click.echo(f"warning: {warning}", err=True)
-        # One line per distinct reason: an unreachable engine drafts every clip alike.
         by_reason: dict[str, list[str]] = {}
         for key, reason in result.drafts.items():
             by_reason.setdefault(reason, []).append(key)
         for reason, keys in by_reason.items():
             click.echo(f"draft: {', '.join(keys)}: {reason}", err=True)
-    if not quiet and result.manifest is not None:
-        for line in clip_lines(result.manifest.clips, set(result.rendered)):
-            click.echo(line)
-    # Failures are errors: shown even with --quiet, or the exit status would be unexplained.
+        if result.manifest is not None:
+            for line in clip_lines(result.manifest.clips, set(result.rendered)):
+                click.echo(line)
     for key, reason in result.failed.items():
         click.echo(f"failed: {key}: {reason}", err=True)
     click.echo(result.summary())
-    if result.failed:
-        sys.exit(1)
-    if strict and result.drafts:
-        click.echo(f"greetkit: --strict: {len(result.drafts)} clips are drafts", err=True)
-        sys.exit(1)
