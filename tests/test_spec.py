@@ -1,4 +1,4 @@
-"""voices.yaml parsing and validation (greetkit/spec.py)."""
+"""voices.yaml parsing and validation (greetkit/spec/)."""
 
 from __future__ import annotations
 
@@ -272,3 +272,25 @@ def test_clips_that_would_share_a_store_key_are_an_error_naming_both_lines(write
         "voices.yaml:9: phrases.hi.en_US: clip 'en_US_hi' would share its store key with clip "
         "'en_us_hi' (line 7; keys ignore case and treat '-' like '_'); rename the phrase or "
         "the language"]
+
+
+def test_every_key_of_the_schema_is_declared_with_a_docstring() -> None:
+    """The schema is data: each section's keys carry a docstring, and the top level lists
+    exactly the sections the README documents."""
+    from greetkit.spec.fields import MapOf, Section
+    from greetkit.spec.schema import VOICES_YAML
+
+    undocumented: list[str] = []
+
+    def walk(section: Section, where: str) -> None:
+        for option in section.options:
+            if not option.doc:
+                undocumented.append(f"{where}.{option.name}")
+            kind = option.kind.value if isinstance(option.kind, MapOf) else option.kind
+            if isinstance(kind, Section):
+                walk(kind, f"{where}.{option.name}")
+
+    walk(VOICES_YAML, "voices.yaml")
+    assert undocumented == []
+    assert VOICES_YAML.names == ("version", "defaults", "variables", "languages", "phrases",
+                                 "fallback", "engines")
