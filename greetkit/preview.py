@@ -19,7 +19,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,9 +26,6 @@ import numpy.typing as npt
 from greetkit.errors import ClipNotFound, SpecError, SpecIssue, StoreError
 from greetkit.manifest import ClipEntry, Manifest
 from greetkit.suggest import suggest
-
-if TYPE_CHECKING:
-    from greetkit.spec import ClipSpec, Spec
 
 #: Set to ``none`` to never open an audio device (servers, CI, tests).
 AUDIO_ENV = "GREETKIT_AUDIO"
@@ -215,6 +211,7 @@ def audition(
     -18
     """
     from greetkit.render import RenderJob, choose, render_clip, unusable
+    from greetkit.resolve import audition_clip
     from greetkit.spec import ALLOWED_RATES, BASE_RATE, load_spec
 
     spec = load_spec(config) if config is not None else None
@@ -236,63 +233,6 @@ def audition(
         draft=rendered.choice.draft, draft_reason=rendered.choice.draft_reason,
         preferred_engine=clip.engine, notes=notes,
     )
-
-
-def audition_clip(text: str, spec: Spec | None, *, language: str | None = None,
-                  voice: str | None = None, engine: str | None = None
-                  ) -> tuple[ClipSpec, tuple[str, ...]]:
-    """The clip an audition of ``text`` renders, resolved as voices.yaml (``spec``, when
-    there is one) would resolve a phrase, plus notes for the listener. Raises
-    :class:`SpecError` naming the option (``--text``, ``--engine``, ``--voice``) at fault."""
-    from greetkit.engines import get_engine
-    from greetkit.engines.espeak import voice_for_language
-    from greetkit.spec import DRAFT_ENGINE, LOUDNESS_PRESETS, ClipSpec, Loudness
-
-    lang = language or (spec.default_language if spec else "en")
-    declared = spec.languages.get(lang) if spec else None
-    rendered = _audition_text(text, spec, lang)
-    engine_name = engine or (declared.engine if declared and declared.engine else None) or (
-        spec.default_engine if spec else DRAFT_ENGINE)
-    if engine_name == "recorded":
-        raise _usage("--engine", "a recorded take cannot speak new text; choose a TTS engine")
-    voices = dict(declared.voices) if declared else {}
-    chosen = voice or voices.get(engine_name) or (
-        voice_for_language(lang) if engine_name == DRAFT_ENGINE else None)
-    if not chosen:
-        raise _usage("--voice", f"no {engine_name} voice for language {lang!r}; pass --voice "
-                     f"or declare languages.{lang}.voices.{engine_name} in voices.yaml")
-    tts = get_engine(engine_name)
-    problem = tts.validate_voice(chosen, lang)
-    if problem and tts.offline:
-        raise _usage("--voice", problem)
-    clip = ClipSpec(
-        key="audition", phrase="audition", language=lang, text=rendered, engine=engine_name,
-        voice=chosen, draft_voice=voices.get(DRAFT_ENGINE) or voice_for_language(lang),
-        options=dict(declared.options) if declared else {},
-        loudness=spec.loudness if spec else Loudness(*LOUDNESS_PRESETS["speech"], "speech"))
-    # An online engine's voice list goes stale, so (as in voices.yaml) only a note.
-    return clip, (problem,) if problem else ()
-
-
-def _audition_text(text: str, spec: Spec | None, lang: str) -> str:
-    """``text`` rendered as an inline template, exactly like a phrase in voices.yaml, and
-    checked as one: speakable and not too long."""
-    from greetkit.phrases import PhraseError, PhraseRenderer
-    from greetkit.spec import MAX_TEXT_CHARS, is_speakable
-
-    variables: dict[str, Any] = dict(spec.variables) if spec else {}
-    variables.update(language=lang, phrase="audition")
-    templates = spec.project_dir / "templates" if spec else Path("templates")
-    try:
-        rendered = PhraseRenderer(templates).render_string(text, variables)
-    except PhraseError as exc:
-        raise _usage("--text", str(exc)) from None
-    if not is_speakable(rendered):
-        raise _usage("--text", f"{rendered!r} has no letters or digits; nothing to say")
-    if len(rendered) > MAX_TEXT_CHARS:
-        raise _usage("--text", f"text is {len(rendered)} characters; keep it under "
-                     f"{MAX_TEXT_CHARS}")
-    return rendered
 
 
 # -- what is printed ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ not there) are recorded on the same :class:`~greetkit.spec.document.Doc` as the 
 so :func:`greetkit.spec.load_spec` still reports every problem at once.
 
 The build renders ``spec.clips``; report compares them with the store; preview resolves an
-ad-hoc text with the same rules through :func:`audition_clip`.
+ad-hoc text (``greetkit preview --text``) with the same rules through :func:`audition_clip`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from greetkit.errors import SpecError, SpecIssue
 from greetkit.params import DEFAULT_PRESET, LOUDNESS_PRESETS
 from greetkit.spec.document import Doc, Path_
 from greetkit.spec.fields import Context
@@ -43,7 +44,7 @@ from greetkit.spec.model import (
 from greetkit.spec.schema import Document, Entry, LanguageDecl, PhraseDecl
 from greetkit.suggest import did_you_mean
 
-__all__ = ["languages_of", "resolve", "text_problem"]
+__all__ = ["audition_clip", "languages_of", "resolve", "text_problem"]
 
 
 @dataclass(frozen=True)
@@ -350,3 +351,62 @@ def _take_too_big(target: Path, raw: str) -> str | None:
         return (f"recording {raw!r} lasts {seconds:.0f} s; a clip may last at most "
                 f"{MAX_CLIP_SECONDS:g} s, trim the take")
     return None
+
+
+# -- auditions (``greetkit preview --text``) -----------------------------------------------
+
+def _usage(option: str, message: str) -> SpecError:
+    return SpecError([SpecIssue(option, None, "", message)])
+
+
+def audition_clip(text: str, spec: Spec | None, *, language: str | None = None,
+                  voice: str | None = None, engine: str | None = None
+                  ) -> tuple[ClipSpec, tuple[str, ...]]:
+    """The clip an audition of ``text`` renders, resolved as voices.yaml (``spec``, when
+    there is one) would resolve a phrase, plus notes for the listener. Raises
+    :class:`SpecError` naming the option (``--text``, ``--engine``, ``--voice``) at fault."""
+    from greetkit.engines import get_engine
+    from greetkit.engines.espeak import voice_for_language
+
+    lang = language or (spec.default_language if spec else "en")
+    declared = spec.languages.get(lang) if spec else None
+    rendered = _audition_text(text, spec, lang)
+    engine_name = engine or (declared.engine if declared and declared.engine else None) or (
+        spec.default_engine if spec else DRAFT_ENGINE)
+    if engine_name == "recorded":
+        raise _usage("--engine", "a recorded take cannot speak new text; choose a TTS engine")
+    voices = dict(declared.voices) if declared else {}
+    chosen = voice or voices.get(engine_name) or (
+        voice_for_language(lang) if engine_name == DRAFT_ENGINE else None)
+    if not chosen:
+        raise _usage("--voice", f"no {engine_name} voice for language {lang!r}; pass --voice "
+                     f"or declare languages.{lang}.voices.{engine_name} in voices.yaml")
+    tts = get_engine(engine_name)
+    problem = tts.validate_voice(chosen, lang)
+    if problem and tts.offline:
+        raise _usage("--voice", problem)
+    clip = ClipSpec(
+        key="audition", phrase="audition", language=lang, text=rendered, engine=engine_name,
+        voice=chosen, draft_voice=voices.get(DRAFT_ENGINE) or voice_for_language(lang),
+        options=dict(declared.options) if declared else {},
+        loudness=spec.loudness if spec else Loudness(*LOUDNESS_PRESETS["speech"], "speech"))
+    # An online engine's voice list goes stale, so (as in voices.yaml) only a note.
+    return clip, (problem,) if problem else ()
+
+
+def _audition_text(text: str, spec: Spec | None, lang: str) -> str:
+    """``text`` rendered as an inline template, exactly like a phrase in voices.yaml, and
+    checked as one: speakable and not too long."""
+    from greetkit.phrases import PhraseError, PhraseRenderer
+
+    variables: dict[str, Any] = dict(spec.variables) if spec else {}
+    variables.update(language=lang, phrase="audition")
+    templates = spec.project_dir / "templates" if spec else Path("templates")
+    try:
+        rendered = PhraseRenderer(templates).render_string(text, variables)
+    except PhraseError as exc:
+        raise _usage("--text", str(exc)) from None
+    problem = text_problem(rendered)  # the rule every clip's text in voices.yaml follows
+    if problem:
+        raise _usage("--text", problem)
+    return rendered

@@ -91,3 +91,27 @@ def test_schema_and_resolve_problems_are_reported_together(write_spec) -> None: 
         "voices.yaml:9: phrases.hi.fr: unknown language 'fr' for phrase 'hi'; declare it under "
         "'languages:' or choose one of 'en', 'de'",
     ]
+
+
+def test_audition_takes_the_languages_voice_options_and_the_banks_loudness(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """An ad-hoc text resolves like a phrase: variables filled, the language's espeak voice
+    and delivery, the bank's loudness."""
+    from greetkit.resolve import audition_clip
+
+    spec = load_spec(write_spec(HEAD.replace("version: 1\n", "version: 1\nvariables: {n: Ada}\n")
+                                + "phrases:\n  hi:\n    en: Hello\n"))
+    clip, notes = audition_clip("Hi {{ n }}", spec, language="en")
+    assert (clip.text, clip.engine, clip.voice, clip.draft_voice) == (
+        "Hi Ada", "espeak", "en-us", "en-us")
+    assert dict(clip.options) == {"rate": "+10%"}
+    assert clip.loudness.preset == "broadcast" and notes == ()
+
+
+def test_audition_text_follows_the_rule_for_clip_texts(write_spec) -> None:  # type: ignore[no-untyped-def]
+    """Text a voices.yaml clip may not have (here: no letters) is refused, naming --text."""
+    from greetkit.resolve import audition_clip
+
+    with pytest.raises(SpecError) as info:
+        audition_clip("...", None, language="en")
+    assert [str(i) for i in info.value.issues] == [
+        "--text: text '...' has no letters or digits, so no engine can speak it; write words"]
