@@ -23,8 +23,8 @@ from greetkit.engines.edge import (
     MAX_REQUEST_BYTES,
     VOICE_CACHE,
     EdgeEngine,
-    _decode_checked,
-    _Truncated,
+    TruncatedStream,
+    decode_checked,
     refresh_voice_cache,
     split_text,
     voice_problem,
@@ -230,10 +230,10 @@ def test_audio_shorter_than_boundaries_is_refused() -> None:
     tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * rate) / rate).astype(np.float32)
     mp3 = encode_mp3(tone)
     boundaries = [{"offset": 0, "duration": 19_000_000}]  # speech until 1.9 s
-    samples, sr = _decode_checked(mp3, boundaries)  # the whole file passes
+    samples, sr = decode_checked(mp3, boundaries)  # the whole file passes
     assert sr == rate and samples.shape[0] >= 2 * rate
-    with pytest.raises(_Truncated):
-        _decode_checked(mp3[: len(mp3) // 2], boundaries)
+    with pytest.raises(TruncatedStream):
+        decode_checked(mp3[: len(mp3) // 2], boundaries)
 
 
 def test_no_audio_is_retried_then_fails(server: EdgeServer) -> None:
