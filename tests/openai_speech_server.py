@@ -56,6 +56,8 @@ class SpeechServer(ThreadingHTTPServer):
         self.requests: list[dict[str, Any]] = []
         #: Level offset of everything served (a provider speaking louder or softer).
         self.gain_db = gain_db
+        #: HTTP statuses to answer the next speech requests with, first to last (then speech).
+        self.fail_next: list[int] = []
         self.lock = threading.Lock()
 
     @property
@@ -91,6 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self.error(400, "request body is not JSON")
         with self.server.lock:
             self.server.requests.append(body)
+            status = self.server.fail_next.pop(0) if self.server.fail_next else None
+        if status is not None:
+            return self.error(status, f"scripted failure {status}")
         if self.path.rstrip("/") != "/v1/audio/speech":
             return self.error(404, f"no route {self.path}")
         voice, fmt = body.get("voice"), body.get("response_format", "mp3")

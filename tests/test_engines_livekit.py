@@ -113,6 +113,31 @@ def test_unreachable_server_gives_drafts_with_the_cause(tmp_path: Path) -> None:
     assert reason.startswith("agent failed:") and "connect" in reason.lower(), reason
 
 
+def test_transient_failure_is_retried_under_the_shared_policy(server: SpeechServer,
+                                                              tmp_path: Path) -> None:
+    """A 503 is retried once (greetkit's retry policy, not the plugin's) and the clip is real."""
+    from greetkit.engines.livekit import RETRY
+
+    assert RETRY.attempts == 2
+    before = len(server.requests)
+    server.fail_next = [503]
+    result = build(write(tmp_path, server.base_url), tmp_path / "greetings")
+    assert not result.drafts and not result.failed, (result.drafts, result.failed)
+    assert len(server.requests) - before == 3  # two clips, one of them twice
+
+
+def test_client_error_is_not_retried(server: SpeechServer, tmp_path: Path) -> None:
+    """A 400 is final: one request, and the clip is a draft whose reason names the status."""
+    before = len(server.requests)
+    server.fail_next = [400, 400]
+    out = tmp_path / "greetings"
+    result = build(write(tmp_path, server.base_url), out)
+    assert sorted(result.drafts) == ["en_bye", "en_default"]
+    assert len(server.requests) - before == 2  # one per clip, none retried
+    reason = str(manifest(out)["en_default"]["draft_reason"])
+    assert "400" in reason and "after 1 attempt" in reason, reason
+
+
 def spec_error(tmp_path: Path, old: str, new: str) -> str:
     """The SpecError text of the agent spec with ``old`` replaced by ``new``."""
     path = write(tmp_path, "http://127.0.0.1:1/v1", model="tts-1")

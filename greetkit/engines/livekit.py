@@ -32,13 +32,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from greetkit.engines.base import RenderedAudio, RenderRequest
+from greetkit.engines.retry import RetryPolicy, call_with_retries
 from greetkit.errors import EngineError, EngineUnavailable
 from greetkit.suggest import did_you_mean
 
 #: Seconds a render may wait for the provider's connection, per attempt.
 CONNECT_TIMEOUT = 10.0
-#: Attempts per clip on top of the first (the build drafts the clip after these).
-RETRIES = 1
+#: Tries per clip under greetkit's shared policy (the build drafts the clip after these).
+#: The plugin's own retry loop is turned off (``max_retry=0``) so one loop decides, as for
+#: every online engine; the per-attempt bound is the plugin's ``CONNECT_TIMEOUT``.
+RETRY = RetryPolicy(attempts=2, backoff=0.5, max_backoff=8.0, deadline=None,
+                    attempt_timeout=None)
 
 
 def resolve(target: str) -> Callable[..., Any]:
@@ -147,32 +151,44 @@ class LiveKitEngine:
                                     retryable=False) from exc
 
     async def render(self, request: RenderRequest) -> RenderedAudio:
+        """Render one clip through the plugin, retried under the shared :data:`RETRY` policy."""
         from livekit.agents import APIConnectOptions
 
         tts = self.make_tts(request.voice)
-        frames: list[np.ndarray[Any, np.dtype[np.int16]]] = []
-        rate, channels = int(tts.sample_rate), int(tts.num_channels)
-        options = APIConnectOptions(max_retry=RETRIES, retry_interval=0.5,
-                                    timeout=CONNECT_TIMEOUT)
+        options = APIConnectOptions(max_retry=0, timeout=CONNECT_TIMEOUT)
         try:
-            async with tts.synthesize(request.text, conn_options=options) as stream:
-                async for event in stream:
-                    frame = event.frame
-                    rate, channels = int(frame.sample_rate), int(frame.num_channels)
-                    frames.append(np.frombuffer(frame.data, dtype=np.int16).copy())
-        except Exception as exc:  # any plugin error becomes an engine error (a draft)
-            raise EngineError(f"{self.target}: {_why(exc)}", engine=self.name,
-                              retryable=True) from exc
+            (samples, rate), _ = await call_with_retries(
+                lambda: self._synthesize(tts, request, options), policy=RETRY,
+                classify=self._classify, engine=self.name)
         finally:
             await tts.aclose()
-        if not frames or not sum(len(f) for f in frames):
-            raise EngineError(f"{self.target} returned no audio for {request.key}",
-                              engine=self.name, retryable=True)
-        pcm = np.concatenate(frames).astype(np.float32) / 32768.0
-        samples = pcm.reshape(-1, channels) if channels > 1 else pcm
         dist, ver = self.distribution
         return RenderedAudio(samples=samples, sample_rate=rate,
                              info={"plugin": f"{dist}=={ver}", "target": self.target})
+
+    async def _synthesize(self, tts: Any, request: RenderRequest, options: Any
+                          ) -> tuple[np.ndarray[Any, np.dtype[np.float32]], int]:
+        """One attempt: the plugin's frames for ``request.text`` as float samples and rate."""
+        frames: list[np.ndarray[Any, np.dtype[np.int16]]] = []
+        rate, channels = int(tts.sample_rate), int(tts.num_channels)
+        async with tts.synthesize(request.text, conn_options=options) as stream:
+            async for event in stream:
+                frame = event.frame
+                rate, channels = int(frame.sample_rate), int(frame.num_channels)
+                frames.append(np.frombuffer(frame.data, dtype=np.int16).copy())
+        if not frames or not sum(len(f) for f in frames):
+            raise EngineError(f"returned no audio for {request.key}", engine=self.name,
+                              retryable=True)
+        pcm = np.concatenate(frames).astype(np.float32) / 32768.0
+        return (pcm.reshape(-1, channels) if channels > 1 else pcm), rate
+
+    def _classify(self, exc: BaseException) -> tuple[bool, str]:
+        """(retryable, description): the plugin's own verdict (LiveKit's ``APIError``
+        ``.retryable``: connection errors, timeouts, 429 and 5xx); anything else is final."""
+        from livekit.agents import APIError
+
+        retryable = isinstance(exc, APIError | EngineError) and bool(exc.retryable)
+        return retryable, f"{self.target}: {_why(exc)}"
 
 
 def _why(exc: BaseException) -> str:
