@@ -23,6 +23,7 @@ from greetkit.engines.edge import (
     MAX_REQUEST_BYTES,
     VOICE_CACHE,
     EdgeEngine,
+    EdgeOptions,
     TruncatedStream,
     decode_checked,
     refresh_voice_cache,
@@ -381,6 +382,27 @@ def test_concurrency_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert EdgeEngine().concurrency() == 2
     assert EdgeEngine(max_concurrency=3).concurrency() == 3
     assert EdgeEngine(max_concurrency=3).max_concurrency == 3
+
+
+def test_keyword_options_win_over_the_environment_which_wins_over_defaults() -> None:
+    """EdgeOptions resolve per render: given > GREETKIT_EDGE_* > default, as a new copy."""
+    options = EdgeOptions(attempts=3, breaker=0)
+    env = {"GREETKIT_EDGE_ATTEMPTS": "7", "GREETKIT_EDGE_DEADLINE": "9.5",
+           "GREETKIT_EDGE_CONCURRENCY": "2"}
+    resolved = options.resolved(env)
+    assert (resolved.attempts, resolved.deadline, resolved.max_concurrency) == (3, 9.5, 2)
+    assert (resolved.backoff, resolved.max_backoff, resolved.breaker) == (0.5, 8.0, 0)
+    assert resolved.retry.attempts == 3 and resolved.retry.deadline == 9.5
+    assert options.resolved({}).deadline == 60.0  # the environment is read again each time
+
+
+def test_a_non_numeric_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GREETKIT_EDGE_ATTEMPTS=many is a configuration error naming it, not retryable."""
+    monkeypatch.setenv("GREETKIT_EDGE_ATTEMPTS", "many")
+    with pytest.raises(EngineUnavailable) as info:
+        asyncio.run(EdgeEngine().render(request()))
+    assert "GREETKIT_EDGE_ATTEMPTS='many' is not a number" in str(info.value)
+    assert not info.value.retryable
 
 
 # -- availability, version, extra ----------------------------------------------------------
