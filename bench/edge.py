@@ -2,8 +2,8 @@
 
     python bench/edge.py            # ~30 s on 2 cores
 
-1. Engine level: 40 renders through the real edge_tts client and greetkit's local edge server
-   (greetkit.testing.edge_server), each answer delayed by LATENCY seconds like a remote service,
+1. Engine level: 40 renders through the real edge_tts client and the tests' local edge server
+   (tests/edge_server.py), each answer delayed by LATENCY seconds like a remote service,
    at engine concurrency 1, 2 and 4. Baseline: concurrency 1 in the same process. With the
    server's limit at 4, the ideal time is 40 / c x LATENCY; the table shows how close it gets,
    the most connections the server ever saw at once, and how many it had to refuse.
@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from greetkit.engines.base import RenderRequest
 from greetkit.engines.edge import EdgeEngine
-from greetkit.testing.edge_server import EdgeServer, Step
+
+# The edge protocol server is a test fixture, not part of the package: it lives in tests/ (and
+# imports as ``edge_server`` there, as the tests import it), so put tests/ on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from edge_server import EdgeServer, Step
 
 N = 40
 LATENCY = 0.25

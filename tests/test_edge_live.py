@@ -13,12 +13,12 @@ import pytest
 
 pytest.importorskip("edge_tts")
 
+from edge_server import EdgeServer, serving
 from livekit import rtc
 from livekit_capture import CaptureOutput, started_session
 
 from greetkit.agents import EdgeTTS
 from greetkit.loudness import integrated_loudness
-from greetkit.testing.edge_server import EdgeServer, serving
 
 LONG = ("Thank you for calling the help line. Your order left our warehouse this morning. "
         "It should reach you on Thursday before noon. Is there anything else I can do today?")

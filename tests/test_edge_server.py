@@ -1,4 +1,4 @@
-"""greetkit.testing.edge_server speaks edge-tts's wire format, checked frame by frame.
+"""tests/edge_server.py speaks edge-tts's wire format, checked frame by frame.
 
 These tests talk to the server with a bare aiohttp client (not edge_tts), so they check the
 bytes on the wire that the engine tests take for granted.
@@ -17,8 +17,7 @@ import aiohttp
 import numpy as np
 import pytest
 import soundfile as sf
-
-from greetkit.testing.edge_server import EdgeServer, Step, encode_mp3
+from edge_server import EdgeServer, Step, encode_mp3
 
 pytest.importorskip("edge_tts")
 from edge_tts.constants import SEC_MS_GEC_VERSION

@@ -1,6 +1,6 @@
-"""The edge engine, driven through the real edge_tts client against greetkit's local server.
+"""The edge engine, driven through the real edge_tts client against a local server.
 
-The server (greetkit.testing.edge_server) speaks edge-tts's wire protocol with real espeak-ng
+The server (tests/edge_server.py) speaks edge-tts's wire protocol with real espeak-ng
 speech encoded as MP3 by libsndfile; each test scripts how it misbehaves.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from edge_server import EdgeServer, Step, encode_mp3, serving
 
 from greetkit.engines.base import RenderRequest
 from greetkit.engines.edge import (
@@ -31,7 +32,6 @@ from greetkit.engines.edge import (
     voice_problem,
 )
 from greetkit.errors import EngineError, EngineUnavailable
-from greetkit.testing.edge_server import EdgeServer, Step, encode_mp3, serving
 
 edge_tts = pytest.importorskip("edge_tts")
 from edge_tts.drm import DRM  # noqa: E402

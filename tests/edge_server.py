@@ -42,6 +42,7 @@ import io
 import json
 import os
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -261,11 +262,13 @@ class EdgeServer:
         app.router.add_get(f"{BASE_PATH}/voices/list", self._handle_voices)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        self.port = int(server.sockets[0].getsockname()[1])
+        # Bind the socket ourselves (an ephemeral port on loopback only) so the port is known
+        # from it: aiohttp's public site API does not expose a TCPSite's bound port.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = int(sock.getsockname()[1])
+        await web.SockSite(self._runner, sock).start()
 
     # -- DRM -----------------------------------------------------------------------------
     def _token_ok(self, token: str | None) -> bool:
