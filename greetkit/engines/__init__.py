@@ -16,7 +16,7 @@ from greetkit.errors import EngineUnavailable
 from greetkit.suggest import did_you_mean
 
 __all__ = ["BUILTIN", "Engine", "RenderRequest", "RenderedAudio", "declare", "engine_names",
-           "get_engine"]
+           "get_engine", "register"]
 
 #: name -> "module:Class" for the engines that ship with greetkit.
 BUILTIN: dict[str, str] = {
@@ -30,6 +30,8 @@ ENTRY_POINT_GROUP = "greetkit.engines"
 _instances: dict[str, Engine] = {}
 #: Engines declared by name in the voices.yaml loaded last (its ``engines:`` section).
 _declared: dict[str, Engine] = {}
+#: Engines registered in this process with :func:`register`; they take precedence over all.
+_registered: dict[str, Engine] = {}
 
 
 def declare(engines: dict[str, Engine]) -> None:
@@ -39,14 +41,37 @@ def declare(engines: dict[str, Engine]) -> None:
     _declared.update(engines)
 
 
+def register(name: str, engine: Engine | None) -> Engine | None:
+    """Make ``engine`` the engine named ``name`` in this process (``None`` removes it again);
+    returns the engine registered under that name before, if any.
+
+    A registered engine wins over a built-in or plugin of the same name, so tests can stand one
+    in for a real engine (see :func:`greetkit.testing.fake_engine`). To ship an engine, use the
+    entry-point group instead.
+
+    >>> from greetkit.testing import FakeEngine
+    >>> register("fake", FakeEngine())  # returns None: nothing was registered as "fake"
+    >>> get_engine("fake").offline, "fake" in engine_names()
+    (True, True)
+    >>> register("fake", None)  # doctest: +ELLIPSIS
+    <greetkit.testing.FakeEngine object at ...>
+    """
+    previous = _registered.pop(name, None)
+    if engine is not None:
+        _registered[name] = engine
+    return previous
+
+
 def _plugin_targets() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def engine_names() -> list[str]:
-    """Every engine name known: built-ins first, then entry-point plugins."""
+    """Every engine name known: built-ins first, then entry-point plugins, then engines
+    registered in this process."""
     names = list(BUILTIN)
     names += [n for n in sorted(_plugin_targets()) if n not in BUILTIN]
+    names += [n for n in _registered if n not in names]
     return names
 
 
@@ -56,6 +81,8 @@ def get_engine(name: str, **options: Any) -> Engine:
     >>> get_engine("espeak").name
     'espeak'
     """
+    if not options and name in _registered:
+        return _registered[name]
     if not options and name in _declared:
         return _declared[name]
     if not options and name in _instances:
