@@ -182,6 +182,39 @@ def write_wav(preview: Preview, out: Path | str) -> Path:
     return out
 
 
+# -- what ``greetkit preview`` shows ----------------------------------------------------
+
+def open_clip(key: str | None = None, *, text: str | None = None,
+              store: Path | str = "greetings", config: Path | str | None = None,
+              language: str | None = None, voice: str | None = None,
+              engine: str | None = None, rate: int | None = None) -> Preview:
+    """The clip ``greetkit preview`` shows: stored clip ``key`` (:func:`load_clip`, from
+    ``store``) or an audition of ``text`` (:func:`audition`), exactly one of them.
+
+    ``config`` is the voices.yaml: an audition takes its settings from it (it must load);
+    for a stored clip it only tells whether the clip is stale. Raises :class:`SpecError`
+    (exit code 2) for a usage mistake, such as ``language``/``voice``/``engine`` without
+    ``text``.
+    """
+    if (key is None) == (text is None):
+        raise _usage("preview", "give a clip KEY or --text, not both; 'greetkit list' shows "
+                     "the keys")
+    if text is not None:
+        return audition(text, config=config, language=language, voice=voice, engine=engine,
+                        rate=rate)
+    if language or voice or engine:
+        raise _usage("preview", "--language/--voice/--engine go with --text; a stored clip "
+                     "already has them")
+    assert key is not None
+    return load_clip(store, key, rate=rate, spec=config)
+
+
+def screen(p: Preview, width: int) -> list[str]:
+    """What ``greetkit preview`` prints for a clip: its summary, a waveform ``width``
+    characters wide, and the time axis under it."""
+    return summary_lines(p) + waveform(p.pcm, width) + [time_axis(p.duration, width)]
+
+
 # -- auditions ---------------------------------------------------------------------------
 
 def _usage(what: str, message: str) -> SpecError:

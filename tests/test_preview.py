@@ -16,8 +16,9 @@ import pytest
 
 from greetkit.build import build
 from greetkit.cli import main
+from greetkit.errors import SpecError
 from greetkit.manifest import Manifest
-from greetkit.preview import AUDIO_ENV, envelope, play, time_axis, waveform
+from greetkit.preview import AUDIO_ENV, envelope, open_clip, play, screen, time_axis, waveform
 
 SPEC = """\
 version: 1
@@ -253,3 +254,33 @@ def test_envelope_splits_samples_into_columns() -> None:
     lo, hi = envelope(pcm, 3)
     assert lo.tolist() == [-0.25, -0.5, -0.75]
     assert hi.tolist() == [0.125, 0.375, 0.625]
+
+
+def test_open_clip_is_the_library_side_of_the_command(bank: tuple[Path, Manifest]) -> None:
+    """open_clip gives the stored clip for a key and an unstored audition for text; what
+    preview prints is screen(): the summary, then the waveform rows, then the time axis."""
+    root, manifest = bank
+    stored = open_clip("en_default", store=root / "greetings", config=root / "voices.yaml")
+    assert stored.stored and stored.version == manifest.version and stored.stale is None
+    heard = open_clip(text="Hello!", config=root / "voices.yaml", rate=16000)
+    assert not heard.stored and heard.sample_rate == 16000 and heard.key == "audition"
+    lines = screen(stored, 40)
+    assert lines[0] == "en_default"
+    assert lines[-1] == time_axis(stored.duration, 40)
+    assert lines[-4:-1] == waveform(stored.pcm, 40)
+
+
+@pytest.mark.parametrize(("key", "text", "engine", "message"), [
+    (None, None, None, "give a clip KEY or --text, not both"),
+    ("en_default", "Hi", None, "give a clip KEY or --text, not both"),
+    ("en_default", None, "espeak", "--language/--voice/--engine go with --text"),
+])
+def test_open_clip_usage_mistakes_are_spec_errors(bank: tuple[Path, Manifest], key: str | None,
+                                                  text: str | None, engine: str | None,
+                                                  message: str) -> None:
+    """Neither or both of KEY and text, or audition options for a stored clip: a SpecError
+    (exit code 2) before any work, raised by the library, not the command."""
+    root, _ = bank
+    with pytest.raises(SpecError, match=message) as info:
+        open_clip(key, text=text, engine=engine, store=root / "greetings")
+    assert info.value.exit_code == 2

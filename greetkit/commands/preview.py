@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from greetkit.commands._options import config_option, store_dir
+
+if TYPE_CHECKING:
+    from greetkit.preview import Preview
 
 _RATES = click.Choice(["8000", "16000", "22050", "24000", "32000", "44100", "48000"])
 
@@ -43,48 +47,35 @@ def command(key: str | None, config: Path, store: Path | None, text: str | None,
     With --text, the text is rendered through the same engine and DSP chain as a build,
     using voices.yaml's variables, voices and loudness when it exists, and nothing is stored.
     """
-    from greetkit.errors import SpecError, SpecIssue
-    from greetkit.preview import audition, load_clip, play, summary_lines, time_axis, waveform
+    from greetkit.preview import open_clip, screen, write_wav
 
-    if (key is None) == (text is None):
-        raise SpecError([SpecIssue("preview", None, "", "give a clip KEY or --text, not both; "
-                                   "'greetkit list' shows the keys")])
-    if text is None and (language or voice or engine):
-        raise SpecError([SpecIssue("preview", None, "", "--language/--voice/--engine go with "
-                                   "--text; a stored clip already has them")])
-    sample_rate = int(rate) if rate else None
-    if text is not None:
-        ctx = click.get_current_context()
-        explicit = ctx.get_parameter_source("config") is not click.core.ParameterSource.DEFAULT
-        # Without voices.yaml an audition still works with espeak; a -c given on purpose
-        # must exist.
-        spec_path = config if explicit or config.is_file() else None
-        clip = audition(text, config=spec_path, language=language, voice=voice,
-                        engine=engine, rate=sample_rate)
-    else:
-        assert key is not None
-        clip = load_clip(store_dir(config, store), key, rate=sample_rate,
-                         spec=config if config.is_file() else None)
-
+    ctx = click.get_current_context()
+    explicit = ctx.get_parameter_source("config") is not click.core.ParameterSource.DEFAULT
+    # Without voices.yaml an audition still works with espeak; a -c given on purpose must
+    # exist (for a stored clip the spec only tells whether it is stale).
+    clip = open_clip(key, text=text, store=store_dir(config, store),
+                     config=config if explicit or config.is_file() else None,
+                     language=language, voice=voice, engine=engine,
+                     rate=int(rate) if rate else None)
     for note in clip.notes:
         click.echo(f"note: {note}", err=True)
-    columns = width or max(16, min(shutil.get_terminal_size((80, 24)).columns, 160))
-    for line in summary_lines(clip):
+    for line in screen(clip, width or max(16, min(shutil.get_terminal_size((80, 24)).columns,
+                                                  160))):
         click.echo(line)
-    for line in waveform(clip.pcm, columns):
-        click.echo(line)
-    click.echo(time_axis(clip.duration, columns))
     if wav is not None:
-        from greetkit.preview import write_wav
-
         write_wav(clip, wav)
         what = "copy of the stored clip" if clip.stored else "audition"
         click.echo(f"wrote {wav} ({what}, {clip.sample_rate} Hz)")
     if not no_play:
-        problem = play(clip.pcm, clip.sample_rate)
-        if problem is None:
-            click.echo("played on the default audio output")
-        else:
-            # One line, and success: no sound card is normal on a server or in CI.
-            hint = "" if wav else "; write it with --wav FILE.wav to listen elsewhere"
-            click.echo(problem + hint)
+        _play(clip, hint="" if wav else "; write it with --wav FILE.wav to listen elsewhere")
+
+
+def _play(clip: Preview, *, hint: str) -> None:
+    from greetkit.preview import play
+
+    problem = play(clip.pcm, clip.sample_rate)
+    if problem is None:
+        click.echo("played on the default audio output")
+    else:
+        # One line, and success: no sound card is normal on a server or in CI.
+        click.echo(problem + hint)
