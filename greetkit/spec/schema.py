@@ -52,8 +52,24 @@ _HZ = re.compile(r"^[+-]\d{1,3}Hz\Z")
 # -- what a checked document holds --------------------------------------------------------
 
 
+class _Delivered:
+    """A value with edge-tts style delivery keys (``rate``, ``pitch``, ``volume``)."""
+
+    rate: str | None
+    pitch: str | None
+    volume: str | None
+
+    @property
+    def delivery(self) -> dict[str, str]:
+        """The delivery keys written, as engine options."""
+        given = (("rate", self.rate), ("pitch", self.pitch), ("volume", self.volume))
+        return {name: value for name, value in given if value is not None}
+
+
 @dataclass(frozen=True)
 class Defaults:
+    """The ``defaults:`` section."""
+
     given: frozenset[str]
     engine: str
     language: str | None
@@ -62,7 +78,9 @@ class Defaults:
 
 
 @dataclass(frozen=True)
-class LanguageDecl:
+class LanguageDecl(_Delivered):
+    """One language of the ``languages:`` section, as written."""
+
     given: frozenset[str]
     voices: Mapping[str, str]
     rate: str | None
@@ -70,13 +88,9 @@ class LanguageDecl:
     volume: str | None
     engine: str | None
 
-    @property
-    def delivery(self) -> dict[str, str]:
-        return _delivery(self.rate, self.pitch, self.volume)
-
 
 @dataclass(frozen=True)
-class Entry:
+class Entry(_Delivered):
     """One clip's text and settings as written (a phrase's language, or the fallback)."""
 
     given: frozenset[str]
@@ -93,13 +107,11 @@ class Entry:
     #: The fallback's language (phrases name it by their key).
     language: str | None = None
 
-    @property
-    def delivery(self) -> dict[str, str]:
-        return _delivery(self.rate, self.pitch, self.volume)
-
 
 @dataclass(frozen=True)
 class PhraseDecl:
+    """One phrase of the ``phrases:`` section, as written."""
+
     given: frozenset[str]
     engine: str | None
     loudness: LoudnessSetting
@@ -121,11 +133,6 @@ class Document:
     languages: Mapping[str, LanguageDecl]
     phrases: Mapping[str, PhraseDecl]
     fallback: Entry | None
-
-
-def _delivery(rate: str | None, pitch: str | None, volume: str | None) -> dict[str, str]:
-    given = (("rate", rate), ("pitch", pitch), ("volume", volume))
-    return {name: value for name, value in given if value is not None}
 
 
 # -- kinds particular to voices.yaml --------------------------------------------------------
