@@ -67,6 +67,12 @@ class EngineUnavailable(EngineError):
         super().__init__(message, engine=engine, retryable=retryable)
 
 
+class UsageError(GreetkitError, ValueError):
+    """A request that cannot be carried out as asked (an option that does not apply here)."""
+
+    exit_code = 2
+
+
 class AudioError(GreetkitError, ValueError):
     """Audio could not be decoded or processed (unsupported format, empty, corrupt)."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,12 +12,12 @@ import pytest
 
 from greetkit import engines
 from greetkit.build import build
-from greetkit.errors import EngineUnavailable
+from greetkit.errors import EngineUnavailable, UsageError
 
 PLUGIN = '''
 import asyncio
 import numpy as np
-from greetkit.engines.base import RenderedAudio
+from greetkit.engines.base import RenderedAudio, VoiceInfo, VoiceList
 
 
 class ToneEngine:
@@ -33,6 +35,10 @@ class ToneEngine:
 
     def validate_voice(self, voice, language, *, project_dir=None):
         return None if voice == "sine" else f"unknown tone voice {voice!r}; use 'sine'"
+
+    def voice_list(self, *, project_dir=None):
+        return VoiceList(("WAVE",), (VoiceInfo("sine", ("en", "en-US"), ("sine",)),
+                                     VoiceInfo("square", ("de",), ("square",))))
 
     async def render(self, request):
         n = 2205 * len(request.text)
@@ -89,3 +95,44 @@ def test_unknown_engine_suggests_a_name() -> None:
     """A typo in an engine name is refused with the closest registered name."""
     with pytest.raises(EngineUnavailable, match="did you mean 'recorded'"):
         engines.get_engine("recordd")
+
+
+# -- voice catalogues (greetkit voices) ---------------------------------------------------
+
+
+def test_list_voices_keeps_only_the_language_asked_for() -> None:
+    """``zh`` keeps zh-CN/zh-TW voices and drops the rest, for espeak's and edge's lists."""
+    edge = engines.list_voices("edge", language="zh").voices
+    assert edge and all(v.name.startswith("zh-") for v in edge)
+    assert len(edge) < len(engines.list_voices("edge").voices)
+    espeak = engines.list_voices("espeak", language="zh").voices
+    assert {"sit/cmn", "sit/yue"} <= {v.name for v in espeak}
+    assert all(any(c.casefold().startswith("zh") for c in v.languages) for v in espeak)
+
+
+def test_engine_without_a_voice_list_is_a_usage_error() -> None:
+    """'recorded' has no catalogue: a usage error (exit 2) naming the engines that have one."""
+    with pytest.raises(UsageError) as info:
+        engines.list_voices("recorded")
+    assert info.value.exit_code == 2
+    assert "'recorded' has no voice list" in str(info.value) and "espeak" in str(info.value)
+
+
+def test_refresh_of_a_shipped_list_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    """espeak's voices ship with it: --refresh is a usage error and nothing is cached."""
+    with pytest.raises(UsageError, match="does not apply to 'espeak'"):
+        engines.list_voices("espeak", project_dir=tmp_path, refresh=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plugin_engine_voices_are_listed_by_the_cli(plugin: None) -> None:
+    """`greetkit voices -e tone` lists a third-party engine's catalogue: no engine names are
+    hard-coded in the command."""
+    site = next(p for p in sys.path if p.endswith("site"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([site, *sys.path])}
+    out = subprocess.run([sys.executable, "-m", "greetkit.cli", "voices", "-e", "tone", "-l", "en"],
+                         capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["VOICE", "WAVE"] and lines[1].split() == ["sine", "sine"]
+    assert lines[-1] == "1 tone voices for 'en'"

@@ -7,15 +7,18 @@ from pathlib import Path
 import click
 
 from greetkit.commands._options import config_option
+from greetkit.engines import engine_names
 
 
 @click.command()
 @config_option
-@click.option("-e", "--engine", type=click.Choice(["edge", "espeak"]), default="edge",
+@click.option("-e", "--engine", type=click.Choice(engine_names()), default="edge",
               show_default=True, help="Whose voices to list.")
-@click.option("-l", "--language", default=None, help="Only voices for this language (zh, en-GB).")
+@click.option("-l", "--language", default=None,
+              help="Only voices for this language (zh matches zh-CN, zh-TW ...).")
 @click.option("--refresh", is_flag=True,
-              help="edge: fetch the service's voice list and cache it next to voices.yaml.")
+              help="Fetch the service's full voice list and cache it next to voices.yaml "
+                   "(edge).")
 def command(config: Path, engine: str, language: str | None, refresh: bool) -> None:
     """List the voices an engine offers.
 
@@ -24,52 +27,13 @@ def command(config: Path, engine: str, language: str | None, refresh: bool) -> N
     well-known voices. voices.yaml validation checks edge voices against the same list.
     espeak's list comes from the espeak-ng data shipped with greetkit.
     """
-    if engine == "espeak":
-        if refresh:
-            raise click.UsageError("--refresh only applies to --engine edge; espeak's voices "
-                                   "ship with it")
-        _list_espeak(language)
-    else:
-        _list_edge(config.parent, language, refresh)
+    from greetkit.engines import list_voices
 
-
-def _matches(language: str | None, *codes: str) -> bool:
-    if not language:
-        return True
-    wanted = language.replace("_", "-").casefold()
-    return any(c.casefold() == wanted or c.casefold().startswith(wanted + "-") for c in codes)
-
-
-def _list_espeak(language: str | None) -> None:
-    from greetkit.engines.espeak import EspeakEngine
-
-    rows = [(ident, ", ".join(langs)) for ident, langs in sorted(EspeakEngine().voices().items())
-            if _matches(language, *langs)]
-    _table([("VOICE", "LANGUAGES"), *rows])
-    click.echo(f"{len(rows)} espeak voices" + (f" for {language!r}" if language else ""))
-
-
-def _list_edge(project_dir: Path, language: str | None, refresh: bool) -> None:
-    from greetkit.engines.edge import (
-        VOICE_CACHE,
-        builtin_voices,
-        cached_voices,
-        refresh_voice_cache,
-    )
-
-    if refresh:
-        path = refresh_voice_cache(project_dir)
-        click.echo(f"cached the edge voice list in {path}", err=True)
-    voices = cached_voices(project_dir)
-    source = f"cached in {project_dir / VOICE_CACHE}"
-    if voices is None:
-        voices = builtin_voices()
-        source = "greetkit's built-in list; 'greetkit voices --refresh' fetches the full one"
-    rows = [(v.short_name, v.locale, v.gender) for v in voices
-            if _matches(language, v.locale, v.language)]
-    _table([("VOICE", "LOCALE", "GENDER"), *rows])
-    click.echo(f"{len(rows)} edge voices" + (f" for {language!r}" if language else "")
-               + f" ({source})")
+    found = list_voices(engine, language=language, project_dir=config.parent, refresh=refresh)
+    _table([("VOICE", *found.columns), *((v.name, *v.details) for v in found.voices)])
+    click.echo(f"{len(found.voices)} {engine} voices"
+               + (f" for {language!r}" if language else "")
+               + (f" ({found.source})" if found.source else ""))
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
-from greetkit.engines.base import Engine, RenderedAudio, RenderRequest
-from greetkit.errors import EngineUnavailable
+from greetkit.engines.base import (
+    Engine,
+    ListsVoices,
+    RefreshesVoices,
+    RenderedAudio,
+    RenderRequest,
+    VoiceList,
+)
+from greetkit.errors import EngineUnavailable, UsageError
 from greetkit.suggest import did_you_mean
 
-__all__ = ["BUILTIN", "Engine", "RenderRequest", "RenderedAudio", "declare", "engine_names",
-           "get_engine", "register"]
+__all__ = ["BUILTIN", "Engine", "RenderRequest", "RenderedAudio", "VoiceList", "declare",
+           "engine_names", "get_engine", "list_voices", "register"]
 
 #: name -> "module:Class" for the engines that ship with greetkit.
 BUILTIN: dict[str, str] = {
@@ -105,3 +113,41 @@ def get_engine(name: str, **options: Any) -> Engine:
     if not options:
         _instances[name] = engine
     return engine
+
+
+def _speaks(voice_languages: tuple[str, ...], language: str) -> bool:
+    wanted = language.replace("_", "-").casefold()
+    return any(c.casefold() == wanted or c.casefold().startswith(wanted + "-")
+               for c in voice_languages)
+
+
+def list_voices(name: str, *, language: str | None = None, project_dir: Path | None = None,
+                refresh: bool = False) -> VoiceList:
+    """The voices engine ``name`` offers, only those speaking ``language`` if given (``zh``
+    matches ``zh-CN``). ``refresh`` first fetches the engine's full list into ``project_dir``
+    (engines that support it: :class:`~greetkit.engines.base.RefreshesVoices`).
+
+    >>> "en-US-AvaNeural" in [v.name for v in list_voices("edge", language="en").voices]
+    True
+    """
+    engine = get_engine(name)
+    if not isinstance(engine, ListsVoices):
+        raise UsageError(f"engine {name!r} has no voice list; engines with one: "
+                         + ", ".join(n for n in engine_names() if _lists_voices(n)))
+    if refresh:
+        if not isinstance(engine, RefreshesVoices):
+            raise UsageError(f"--refresh does not apply to {name!r}: its voices ship with it")
+        engine.refresh_voices(project_dir or Path.cwd())
+    found = engine.voice_list(project_dir=project_dir)
+    if language:
+        found = VoiceList(found.columns,
+                          tuple(v for v in found.voices if _speaks(v.languages, language)),
+                          found.source)
+    return found
+
+
+def _lists_voices(name: str) -> bool:
+    try:
+        return isinstance(get_engine(name), ListsVoices)
+    except EngineUnavailable:
+        return False

@@ -88,3 +88,42 @@ class Engine(Protocol):
     async def render(self, request: RenderRequest) -> RenderedAudio:
         """Render one clip. Raise :class:`~greetkit.errors.EngineError` on failure."""
         ...
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """One voice an engine offers, as ``greetkit voices`` lists it."""
+
+    name: str
+    #: Language codes the voice speaks; ``greetkit voices --language`` matches these.
+    languages: tuple[str, ...]
+    #: The table's further cells, in :attr:`VoiceList.columns` order.
+    details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VoiceList:
+    """An engine's voice catalogue: column headings after VOICE, the voices, and where the
+    list came from (empty when it ships with the engine)."""
+
+    columns: tuple[str, ...]
+    voices: tuple[VoiceInfo, ...]
+    source: str = ""
+
+
+@runtime_checkable
+class ListsVoices(Protocol):
+    """An engine with a voice catalogue (optional; ``greetkit voices`` asks for it)."""
+
+    def voice_list(self, *, project_dir: Path | None = None) -> VoiceList:
+        """The voices this engine offers (``project_dir``: the directory of voices.yaml)."""
+        ...
+
+
+@runtime_checkable
+class RefreshesVoices(ListsVoices, Protocol):
+    """An engine whose catalogue can be fetched anew and cached in the project."""
+
+    def refresh_voices(self, project_dir: Path) -> Path:
+        """Fetch the full voice list and cache it in ``project_dir``; returns the cache path."""
+        ...

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from greetkit.engines.base import RenderedAudio, RenderRequest
+from greetkit.engines.base import RenderedAudio, RenderRequest, VoiceInfo, VoiceList
 from greetkit.errors import EngineError, EngineUnavailable
 from greetkit.suggest import did_you_mean
 
@@ -227,6 +227,12 @@ class EspeakEngine:
     def voices(self) -> dict[str, list[str]]:
         """Voice identifiers (e.g. ``gmw/en-US``) and the language codes each speaks."""
         return _facts()[1]
+
+    def voice_list(self, *, project_dir: Path | None = None) -> VoiceList:
+        """The voices of the espeak-ng data shipped with greetkit."""
+        return VoiceList(("LANGUAGES",), tuple(
+            VoiceInfo(ident, tuple(langs), (", ".join(langs),))
+            for ident, langs in sorted(self.voices().items())))
 
     def _voice_names(self) -> set[str]:
         names: set[str] = set()

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from greetkit.engines.base import RenderedAudio, RenderRequest
+from greetkit.engines.base import RenderedAudio, RenderRequest, VoiceList
 from greetkit.engines.retry import Breaker, Budget, call_with_retries
 from greetkit.errors import EngineError, EngineUnavailable
 
@@ -36,7 +36,7 @@ from .client import (
 from .options import EdgeOptions, ResolvedOptions
 from .stream import TICKS_PER_SECOND, Prosody, decode_checked, stream
 from .text import is_speakable, split_text, text_budget
-from .voices import voice_problem
+from .voices import refresh_voice_cache, voice_list, voice_problem
 
 
 @dataclass
@@ -141,6 +141,15 @@ class EdgeEngine:
                        project_dir: Path | None = None) -> str | None:
         """See :func:`voice_problem`; without ``project_dir`` the current directory's cache."""
         return voice_problem(voice, language, project_dir or Path.cwd())
+
+    def voice_list(self, *, project_dir: Path | None = None) -> VoiceList:
+        """The project's cached service list (see :meth:`refresh_voices`), else the built-in
+        list of well-known voices: the list voices.yaml validation checks against."""
+        return voice_list(project_dir)
+
+    def refresh_voices(self, project_dir: Path) -> Path:
+        """Fetch the service's voice list into ``project_dir/.greetkit/edge-voices.json``."""
+        return refresh_voice_cache(project_dir)
 
     async def render(self, request: RenderRequest) -> RenderedAudio:
         """Render one clip (split into requests if long), retrying what can be retried."""

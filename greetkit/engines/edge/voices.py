@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from greetkit.engines.base import VoiceInfo, VoiceList
 from greetkit.errors import EngineError
 from greetkit.suggest import suggest
 
@@ -117,6 +118,19 @@ def refresh_voice_cache(project_dir: Path) -> Path:
     tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def voice_list(project_dir: Path | None) -> VoiceList:
+    """The project's cached voice list when there is one, else the built-in list."""
+    voices = cached_voices(project_dir)
+    if voices is not None and project_dir is not None:
+        source = f"cached in {project_dir / VOICE_CACHE}"
+    else:
+        voices = builtin_voices()
+        source = "greetkit's built-in list; 'greetkit voices --refresh' fetches the full one"
+    return VoiceList(("LOCALE", "GENDER"), tuple(
+        VoiceInfo(v.short_name, (v.locale, v.language), (v.locale, v.gender)) for v in voices),
+        source)
 
 
 def voice_problem(voice: str, language: str, project_dir: Path | None = None) -> str | None:
