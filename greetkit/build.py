@@ -4,9 +4,11 @@ The pipeline reads top to bottom:
 
 1. load and validate the spec (nothing is written if it is invalid);
 2. take the store's lock and read the previous manifest;
-3. check each preferred engine once; an unreachable one turns its clips into espeak drafts;
+3. check each preferred engine once; an unreachable one turns its clips into espeak drafts
+   (:func:`greetkit.render.choose`);
 4. compute each clip's content key; reuse clips whose key and files are unchanged;
-5. render the rest (bounded concurrency per engine), run the DSP chain per output rate,
+5. render the rest through the render stage (:mod:`greetkit.render`: engine call with bounded
+   concurrency per engine and the draft fallback, then the DSP chain per output rate), and
    write immutable clip files;
 6. publish the new manifest last, atomically (only when something changed).
 """
