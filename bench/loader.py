@@ -48,7 +48,8 @@ def write_bank(root: Path, n: int, seconds: float, seed: int = 7) -> Path:
     import soxr
 
     from greetkit.manifest import ClipEntry, Manifest, Variant
-    from greetkit.store import CLIPS_DIR, Store, wav_bytes, wav_data_offset
+    from greetkit.store import CLIPS_DIR, Store
+    from greetkit.wav import encode, read_header
 
     store = Store(root)
     store.prepare()
@@ -61,12 +62,12 @@ def write_bank(root: Path, n: int, seconds: float, seed: int = 7) -> Path:
         for rate in RATES:
             y = x if rate == 48000 else soxr.resample(x, 48000, rate)
             pcm = np.clip(np.round(y * 32767), -32768, 32767).astype(np.int16)
-            data = wav_bytes(pcm, rate)
+            data = encode(pcm, rate)
             sha = hashlib.sha256(data).hexdigest()
             name = f"c{i:03d}.{'b' * 16}" + ("" if rate == 48000 else f".{rate}") + \
                 f"-{sha[:12]}.wav"
             (store.clips / name).write_bytes(data)  # bench only: no fsync needed
-            files[rate] = (f"{CLIPS_DIR}/{name}", sha, len(data), wav_data_offset(data)[0],
+            files[rate] = (f"{CLIPS_DIR}/{name}", sha, len(data), read_header(data).data_offset,
                            int(pcm.size))
         f48 = files[48000]
         variants = tuple(Variant(sample_rate=r, file=f[0], sha256=f[1], bytes=f[2],

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greetkit.errors import GreetkitError
 from greetkit.manifest import FORMAT, ClipEntry
 from greetkit.params import DspParams
-from greetkit.spec import DRAFT_ENGINE, ClipSpec
+from greetkit.spec import DRAFT_ENGINE, ClipSpec, Spec
 
 if TYPE_CHECKING:
     from greetkit.engines.base import Engine
@@ -88,6 +88,18 @@ def stale_reason(entry: ClipEntry, clip: ClipSpec | None,
             return (f"sample rates changed in voices.yaml ({sorted(built)} -> "
                     f"{sorted(set(sample_rates))})")
     return None
+
+
+def stale_clips(clips: Iterable[ClipEntry], spec: Spec) -> dict[str, str]:
+    """key -> :func:`stale_reason` for every built clip of ``clips`` the next build would not
+    reuse as is (what ``greetkit list`` and the report flag)."""
+    wanted = {c.key: c for c in spec.clips}
+    stale = {}
+    for entry in clips:
+        reason = stale_reason(entry, wanted.get(entry.key), spec.sample_rates)
+        if reason is not None:
+            stale[entry.key] = reason
+    return stale
 
 
 def _what_changed(entry: ClipEntry, clip: ClipSpec, voice: str) -> str:

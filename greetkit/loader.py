@@ -41,9 +41,7 @@ import importlib.util
 import logging
 import mmap
 import os
-import re
 import stat
-import struct
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -56,8 +54,17 @@ import numpy as np
 import numpy.typing as npt
 
 from greetkit.errors import AudioError, ClipNotFound, StoreError, VerifyError
-from greetkit.manifest import MANIFEST_NAME, ClipEntry, Manifest, read_json, read_manifest
+from greetkit.manifest import (
+    BASE_RATE,
+    MANIFEST_NAME,
+    ClipEntry,
+    Manifest,
+    read_json,
+    read_manifest,
+)
+from greetkit.store import StorePaths
 from greetkit.suggest import suggest
+from greetkit.wav import check_layout
 
 if TYPE_CHECKING:  # pragma: no cover
     from livekit import rtc
@@ -68,8 +75,6 @@ __all__ = ["BASE_RATE", "FALLBACK_PHRASE", "Bank", "Clip", "Selection", "load"]
 
 log = logging.getLogger("greetkit")
 
-#: The rate every clip is stored at; other rates are variants.
-BASE_RATE = 48000
 #: The phrase (and key) of the clip played when nothing else fits.
 FALLBACK_PHRASE = "fallback"
 
@@ -574,86 +579,30 @@ class _ClipProblem(Exception):
     """A clip file failed a load-time check (internal: becomes an unavailable clip)."""
 
 
-_RIFF = struct.Struct("<4sI4s")
-_CHUNK = struct.Struct("<4sI")
-_FMT = struct.Struct("<HHIIHH")
-_WAVE_FORMAT_PCM = 1
-_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
-
-
 #: The most header bytes read before a clip's PCM (libsndfile writes 44; chunks such as
 #: LIST may add some). A manifest claiming more is refused rather than read.
 _MAX_HEADER = 65536
-
-
-def _check_wav(head: bytes, size: int, rate: int, data_offset: int, samples: int) -> None:
-    """Walk the RIFF chunks of ``head`` (the file's first ``data_offset`` bytes) up to
-    ``data``: mono PCM_16 at ``rate``, data where and as long as the manifest says."""
-    if size < 12 + 8 + 16 + 8 or len(head) < 12:
-        raise _ClipProblem("file too short for a WAV header")
-    riff, _, wave = _RIFF.unpack_from(head, 0)
-    if riff != b"RIFF" or wave != b"WAVE":
-        raise _ClipProblem("not a RIFF/WAVE file")
-    pos, fmt_ok = 12, False
-    while pos + 8 <= len(head):
-        tag, length = _CHUNK.unpack_from(head, pos)
-        if tag == b"fmt ":
-            if length < 16 or pos + 8 + 16 > len(head):
-                raise _ClipProblem("fmt chunk too short")
-            fmt, channels, srate, _, _, bits = _FMT.unpack_from(head, pos + 8)
-            if fmt not in (_WAVE_FORMAT_PCM, _WAVE_FORMAT_EXTENSIBLE) or bits != 16:
-                raise _ClipProblem(f"not PCM_16 (format {fmt}, {bits} bits)")
-            if channels != 1:
-                raise _ClipProblem(f"{channels} channels, expected mono")
-            if srate != rate:
-                raise _ClipProblem(f"{srate} Hz in the header, manifest says {rate}")
-            fmt_ok = True
-        elif tag == b"data":
-            if not fmt_ok:
-                raise _ClipProblem("data chunk before fmt chunk")
-            if pos + 8 != data_offset:
-                raise _ClipProblem(f"PCM starts at byte {pos + 8}, manifest says {data_offset}")
-            if length != samples * 2 or data_offset + length > size:
-                raise _ClipProblem(f"data chunk holds {length} bytes, manifest says "
-                                   f"{samples} samples ({samples * 2} bytes)")
-            return
-        pos += 8 + length + (length & 1)
-    raise _ClipProblem(f"no data chunk header before byte {data_offset}")
 
 
 class _Mapper:
     """Opens and maps clip files safely, caching directory checks and reusing old maps."""
 
     def __init__(self, root: Path, previous: Bank | None) -> None:
-        self.root = root
-        self.real_root = os.path.realpath(root)
-        self._dirs: dict[str, bool] = {}
+        self.paths = StorePaths(root)
         self._reuse: dict[tuple[str, str], _MappedFile] = {}
         if previous is not None:
             self._reuse = {(rel, f.sha256): f for rel, f in previous._files()}
-
-    def _inside(self, directory: str) -> bool:
-        # Checked once per directory (all clips live in clips/): a symlinked directory
-        # leading out of the store is refused; the file itself is opened with O_NOFOLLOW.
-        if directory not in self._dirs:
-            real = os.path.realpath(os.path.join(self.root, directory))
-            self._dirs[directory] = (real == self.real_root
-                                     or real.startswith(self.real_root + os.sep))
-        return self._dirs[directory]
 
     def map(self, rel: str, sha256: str, size: int, rate: int, data_offset: int,
             samples: int) -> _MappedFile:
         reused = self._reuse.get((rel, sha256))
         if reused is not None:
             return reused
-        if not rel or rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel):
-            raise _ClipProblem(f"clip path {rel!r} is absolute; rebuild the bank")
-        parts = rel.replace("\\", "/").split("/")
-        if ".." in parts or "" in parts or "." in parts:
-            raise _ClipProblem(f"clip path {rel!r} leaves the store; rebuild the bank")
-        if not self._inside("/".join(parts[:-1]) or "."):
-            raise _ClipProblem(f"clip path {rel!r} resolves outside the store (symlink?)")
-        path = os.path.join(self.root, rel)  # str, not Path: 400 files per bank add up
+        try:
+            # The file itself is opened with O_NOFOLLOW: a symlinked file is refused below.
+            path = self.paths.locate(rel)
+        except StoreError as exc:
+            raise _ClipProblem(str(exc)) from None
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(path, flags)
@@ -676,8 +625,9 @@ class _Mapper:
             # The header is read with pread, not through the mapping: touching the mapping
             # would fault in (and count in RSS) a run of pages per file at every load.
             try:
-                _check_wav(os.pread(fd, data_offset, 0), size, rate, data_offset, samples)
-            except _ClipProblem as exc:
+                check_layout(os.pread(fd, data_offset, 0), size, sample_rate=rate,
+                             data_offset=data_offset, samples=samples)
+            except AudioError as exc:
                 raise _ClipProblem(f"{rel}: bad WAV header: {exc}") from None
             try:
                 mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)

@@ -36,6 +36,9 @@ from greetkit.errors import StoreError
 
 #: The manifest layout this greetkit writes and reads. Bump on incompatible changes.
 FORMAT = 1
+#: The rate every clip is stored at (the loader plays it when no other rate is asked for);
+#: ``defaults.sample_rates`` in voices.yaml adds others.
+BASE_RATE = 48000
 MANIFEST_NAME = "manifest.json"
 #: Every published version, immutable: ``manifests/<version>.json``.
 MANIFESTS_DIR = "manifests"
@@ -281,20 +284,35 @@ def _bool(value: Any, name: str) -> bool:
     return value
 
 
-def _path(value: Any, name: str) -> str:
-    """A store-relative clip path: no NUL or control characters, not absolute, no ``..``."""
-    rel = _str(value, name)
+def path_problem(rel: str) -> str | None:
+    """Why ``rel`` is not a store-relative clip path, or None: the one rule for the text of
+    a path (:class:`greetkit.store.StorePaths` adds the filesystem's part, symlinks).
+
+    >>> path_problem("clips/a.wav") is None, path_problem("clips/../../x.wav")
+    (True, 'leaves the store or is not normalized')
+    """
+    if not rel:
+        return "is empty"
     if len(rel) > 1024:
-        raise _Bad(f"{name}: path is {len(rel)} characters long")
+        return f"is {len(rel)} characters long"
     if any(ord(ch) < 32 or ch == "\x7f" for ch in rel):
-        raise _Bad(f"{name}: path {rel[:60]!r} holds a control character")
+        return "holds a control character"
     if "\\" in rel:
-        raise _Bad(f"{name}: path {rel[:60]!r} uses '\\' (the store uses '/')")
+        return "uses '\\' (the store uses '/')"
     if rel.startswith("/") or re.match(r"[A-Za-z]:", rel):
-        raise _Bad(f"{name}: path {rel[:60]!r} is absolute: it leaves the store")
+        return "is absolute: it leaves the store"
     parts = rel.split("/")
     if ".." in parts or "." in parts or "" in parts:
-        raise _Bad(f"{name}: path {rel[:60]!r} leaves the store or is not normalized")
+        return "leaves the store or is not normalized"
+    return None
+
+
+def _path(value: Any, name: str) -> str:
+    """A store-relative clip path (see :func:`path_problem`)."""
+    rel = _str(value, name)
+    problem = path_problem(rel)
+    if problem is not None:
+        raise _Bad(f"{name}: path {rel[:60]!r} {problem}")
     return rel
 
 

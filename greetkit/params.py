@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from greetkit.manifest import BASE_RATE
+
 #: (target LUFS, true-peak ceiling dBTP) per named preset.
 LOUDNESS_PRESETS: dict[str, tuple[float, float]] = {
     "speech": (-18.0, -1.5),
@@ -18,6 +20,23 @@ LOUDNESS_PRESETS: dict[str, tuple[float, float]] = {
     "telephony": (-26.0, -3.0),
 }
 DEFAULT_PRESET = "speech"
+
+#: The longest clip greetkit renders, stores or accepts as a recorded take, seconds. A
+#: greeting lasts seconds; a runaway render (an engine looping, an hour-long take) would cost
+#: minutes of DSP and megabytes per worker.
+MAX_CLIP_SECONDS = 60.0
+
+
+def too_long(seconds: float) -> str | None:
+    """The clip-length cap, the one place it is applied: ``"a clip may last at most 60 s"``
+    when ``seconds`` is over :data:`MAX_CLIP_SECONDS`, else None. Callers say what was too
+    long before it and the fix after it.
+
+    >>> too_long(75.0), too_long(3.2)
+    ('a clip may last at most 60 s', None)
+    """
+    return f"a clip may last at most {MAX_CLIP_SECONDS:g} s" if seconds > MAX_CLIP_SECONDS else None
+
 
 #: Bumped whenever a change to the DSP chain changes output bytes for the same parameters;
 #: it is part of :meth:`DspParams.key`, hence of every clip's content key.
@@ -33,7 +52,7 @@ class DspParams:
     #: True-peak ceiling, dBTP (BS.1770 Annex 2), held on the final int16 samples.
     true_peak_ceiling_db: float = -1.5
     #: Output sample rate, Hz.
-    sample_rate: int = 48000
+    sample_rate: int = BASE_RATE
     #: soxr quality recipe for resampling.
     resample_quality: str = "VHQ"
     #: Trim threshold relative to the clip's speech level (95th percentile of 10 ms frame

@@ -15,7 +15,6 @@ environment (servers, CI, tests), :func:`play` returns one line saying why nothi
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,29 +89,26 @@ def find_entry(manifest: Manifest, key: str) -> ClipEntry:
     raise err
 
 
-def read_pcm(path: Path, *, sha256: str, size: int, samples: int) -> npt.NDArray[np.int16]:
+def read_pcm(path: Path, *, sha256: str, size: int, sample_rate: int, data_offset: int,
+             samples: int) -> npt.NDArray[np.int16]:
     """The int16 samples of a stored clip file, after checking it against the manifest.
 
     Raises :class:`StoreError` when the file is missing, has other bytes than the manifest
     records (a corrupted clip should be reported, not heard as noise) or is not a plain WAV.
     """
-    from greetkit.store import wav_data_offset
+    from greetkit.store import file_problem
 
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise StoreError(f"{path}: cannot read clip ({exc.strerror}); run 'greetkit build'"
                          ) from exc
-    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
-        raise StoreError(f"{path}: does not match the manifest (corrupted or truncated); run "
+    problem = file_problem(data, size=size, sha256=sha256, sample_rate=sample_rate,
+                           data_offset=data_offset, samples=samples)
+    if problem is not None:
+        raise StoreError(f"{path}: does not match the manifest: {problem}; run "
                          "'greetkit verify' and 'greetkit build --force'")
-    try:
-        offset, length = wav_data_offset(data)
-    except ValueError as exc:
-        raise StoreError(f"{path}: bad WAV ({exc}); run 'greetkit build --force'") from exc
-    if length != samples * 2:
-        raise StoreError(f"{path}: WAV layout differs from the manifest; run 'greetkit verify'")
-    return np.frombuffer(data, dtype="<i2", count=samples, offset=offset).astype(np.int16)
+    return np.frombuffer(data, dtype="<i2", count=samples, offset=data_offset).astype(np.int16)
 
 
 def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None,
@@ -133,7 +129,8 @@ def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None,
     if manifest is None:
         raise StoreError(f"{store.root}: no manifest.json; run 'greetkit build' first")
     entry = find_entry(manifest, key)
-    rel, sha, size, samples = entry.file, entry.sha256, entry.bytes, entry.samples
+    rel, sha, size, offset, samples = (entry.file, entry.sha256, entry.bytes, entry.data_offset,
+                                       entry.samples)
     lufs, peak, sample_rate = entry.lufs, entry.true_peak_db, entry.sample_rate
     if rate is not None and rate != BASE_RATE:
         variant = entry.variant(rate)
@@ -143,10 +140,12 @@ def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None,
             err = ClipNotFound(f"{key} at {rate} Hz", rates)
             err.exit_code = 2
             raise err
-        rel, sha, size, samples = variant.file, variant.sha256, variant.bytes, variant.samples
+        rel, sha, size, offset, samples = (variant.file, variant.sha256, variant.bytes,
+                                           variant.data_offset, variant.samples)
         lufs, peak, sample_rate = variant.lufs, variant.true_peak_db, variant.sample_rate
     path = store.path_of(rel)
-    pcm = read_pcm(path, sha256=sha, size=size, samples=samples)
+    pcm = read_pcm(path, sha256=sha, size=size, sample_rate=sample_rate, data_offset=offset,
+                   samples=samples)
     stale = None
     if spec is not None:
         from greetkit.errors import GreetkitError
@@ -173,10 +172,11 @@ def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None,
 def write_wav(preview: Preview, out: Path | str) -> Path:
     """Write the clip to ``out``: a byte-for-byte copy of the stored WAV, or (for an
     audition) the same 16-bit mono WAV a build would store."""
-    from greetkit.store import atomic_write, wav_bytes
+    from greetkit.store import atomic_write
+    from greetkit.wav import encode
 
     out = Path(out)
-    data = preview.file.read_bytes() if preview.file else wav_bytes(preview.pcm,
+    data = preview.file.read_bytes() if preview.file else encode(preview.pcm,
                                                                     preview.sample_rate)
     atomic_write(out, data)
     return out

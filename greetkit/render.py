@@ -35,7 +35,8 @@ from greetkit.engines import get_engine
 from greetkit.engines.base import RenderedAudio, RenderRequest
 from greetkit.errors import AudioError, EngineError, EngineUnavailable, GreetkitError
 from greetkit.keys import content_key
-from greetkit.spec import DRAFT_ENGINE, MAX_CLIP_SECONDS, ClipSpec
+from greetkit.params import too_long
+from greetkit.spec import DRAFT_ENGINE, ClipSpec
 
 if TYPE_CHECKING:
     from greetkit.dsp import ProcessedAudio
@@ -164,11 +165,10 @@ async def synthesize(job: RenderJob, limits: Limits | None = None) -> Take:
         except (GreetkitError, OSError) as exc2:
             raise EngineError(f"{choice.draft_reason}; draft failed too: {exc2}",
                               engine=DRAFT_ENGINE) from exc2
-    if audio.duration > MAX_CLIP_SECONDS:
-        # A runaway render (an engine looping, an hour-long take) would cost minutes of DSP
-        # and megabytes per worker; a greeting is seconds long.
-        raise AudioError(f"{choice.engine} produced {audio.duration:.0f} s of audio; a clip "
-                         f"may last at most {MAX_CLIP_SECONDS:g} s, shorten the text or take")
+    cap = too_long(audio.duration)
+    if cap:
+        raise AudioError(f"{choice.engine} produced {audio.duration:.0f} s of audio; {cap}, "
+                         "shorten the text or take")
     return Take(choice, key, audio)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,14 +150,6 @@ def wave(pcm: npt.NDArray[np.int16], ceiling_db: float, *, width: int = WAVE_WID
                 width, height)
 
 
-def stale_reason(entry: ClipEntry, wanted: Any, sample_rates: Any = None) -> str | None:
-    """Why a built clip no longer matches voices.yaml: the one rule of
-    :func:`greetkit.keys.stale_reason` (stale exactly when its content key would change)."""
-    from greetkit.keys import stale_reason as rule
-
-    return rule(entry, wanted, sample_rates)
-
-
 def _href(target: Path, page_dir: Path) -> str:
     """A relative URL from the page to ``target``, so the page works from disk anywhere the
     store is copied together with it."""
@@ -172,6 +164,7 @@ def collect(store_dir: Path | str, spec_path: Path | str | None = None,
     An unreadable or invalid voices.yaml does not stop the report: coverage then comes from
     the manifest, and a note says so.
     """
+    from greetkit.keys import stale_clips
     from greetkit.preview import loudness_note, peak_note, read_pcm
     from greetkit.store import Store
 
@@ -191,7 +184,8 @@ def collect(store_dir: Path | str, spec_path: Path | str | None = None,
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             notes.append(f"voices.yaml could not be read ({first}); coverage and stale flags "
                          "come from the manifest alone")
-    wanted = {c.key: c for c in spec.clips} if spec else {}
+    # The one stale rule (greetkit.keys), asked once per clip for the rows and the matrix.
+    stale = stale_clips(manifest.clips, spec) if spec is not None else {}
     notes += [r.problem for r in manifest.refused]  # clips the manifest's schema refused
 
     rows = []
@@ -200,7 +194,9 @@ def collect(store_dir: Path | str, spec_path: Path | str | None = None,
         wave_: Wave | None = None
         try:
             path = store.path_of(entry.file)
-            pcm = read_pcm(path, sha256=entry.sha256, size=entry.bytes, samples=entry.samples)
+            pcm = read_pcm(path, sha256=entry.sha256, size=entry.bytes,
+                           sample_rate=entry.sample_rate, data_offset=entry.data_offset,
+                           samples=entry.samples)
             wave_ = wave(pcm, entry.true_peak_ceiling_db)
         except StoreError as exc:
             problem = str(exc)
@@ -214,18 +210,17 @@ def collect(store_dir: Path | str, spec_path: Path | str | None = None,
             peak_ok=peak_note(entry.true_peak_db, entry.true_peak_ceiling_db) == "ok",
             loudness_note=loudness_note(entry.lufs, entry.target_lufs),
             peak_note=peak_note(entry.true_peak_db, entry.true_peak_ceiling_db),
-            stale=(stale_reason(entry, wanted.get(entry.key), spec.sample_rates)
-                   if spec else None),
+            stale=stale.get(entry.key),
             problem=problem,
         ))
 
-    phrases, languages, cells = coverage(manifest, spec)
+    phrases, languages, cells = coverage(manifest, spec, stale=stale)
     return ReportData(manifest=manifest, store=store.root, rows=rows, phrases=phrases,
                       languages=languages, cells=cells,
                       coverage_source="voices.yaml" if spec else "the manifest", notes=notes)
 
 
-def coverage(manifest: Manifest, spec: Any = None
+def coverage(manifest: Manifest, spec: Any = None, *, stale: Mapping[str, str] | None = None
              ) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
     """The phrases x languages matrix: (phrases, languages, cells keyed (phrase, language)).
 
@@ -235,6 +230,7 @@ def coverage(manifest: Manifest, spec: Any = None
     it is unwritten on purpose: the fallback is one clip in one language, and a phrase with
     ``languages: [...]`` is meant for those only, so their other cells are ``na``.
     """
+    from greetkit.keys import stale_clips
     from greetkit.spec import clip_key
 
     built = manifest.by_key()
@@ -253,11 +249,8 @@ def coverage(manifest: Manifest, spec: Any = None
             phrases.append(c.phrase)
         if c.language not in languages:
             languages.append(c.language)
-    stale_keys: set[str] = set()
-    if spec is not None:
-        wanted = {c.key: c for c in spec.clips}
-        stale_keys = {c.key for c in manifest.clips
-                      if stale_reason(c, wanted.get(c.key), spec.sample_rates)}
+    if stale is None:
+        stale = stale_clips(manifest.clips, spec) if spec is not None else {}
 
     cells: dict[tuple[str, str], Cell] = {}
     for phrase in phrases:
@@ -274,7 +267,7 @@ def coverage(manifest: Manifest, spec: Any = None
                 cells[phrase, lang] = Cell(phrase, lang, "unbuilt", key)
             else:
                 cells[phrase, lang] = Cell(phrase, lang, "draft" if entry.draft else "exists",
-                                           key, key in stale_keys)
+                                           key, key in stale)
     return phrases, languages, cells
 
 

@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from greetkit.errors import SpecError, SpecIssue
-from greetkit.params import DEFAULT_PRESET, LOUDNESS_PRESETS
+from greetkit.params import DEFAULT_PRESET, LOUDNESS_PRESETS, too_long
 from greetkit.spec.document import Doc, Path_
 from greetkit.spec.fields import Context
 from greetkit.spec.model import (
     DRAFT_ENGINE,
-    MAX_CLIP_SECONDS,
     MAX_CLIPS,
     MAX_RECORDING_BYTES,
     MAX_TEXT_CHARS,
@@ -347,9 +346,9 @@ def _take_too_big(target: Path, raw: str) -> str | None:
         seconds = float(sf.info(str(target)).duration)
     except (RuntimeError, OSError, ValueError, TypeError):
         seconds = 0.0  # unreadable: the recorded engine names the problem at build time
-    if seconds > MAX_CLIP_SECONDS:
-        return (f"recording {raw!r} lasts {seconds:.0f} s; a clip may last at most "
-                f"{MAX_CLIP_SECONDS:g} s, trim the take")
+    cap = too_long(seconds)
+    if cap:
+        return f"recording {raw!r} lasts {seconds:.0f} s; {cap}, trim the take"
     return None
 
 

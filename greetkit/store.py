@@ -19,9 +19,7 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
-import io
 import os
-import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,15 +28,17 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from greetkit.errors import StoreError, StoreLocked
+from greetkit.errors import AudioError, StoreError, StoreLocked
 from greetkit.manifest import (
     MANIFEST_NAME,
     MANIFESTS_DIR,
     ClipEntry,
     Manifest,
+    path_problem,
     read_manifest,
     version_name,
 )
+from greetkit.wav import check_layout, encode, read_header
 
 CLIPS_DIR = "clips"
 LOCK_NAME = ".lock"
@@ -57,32 +57,64 @@ class StoredFile:
     samples: int
 
 
-def wav_bytes(pcm: npt.NDArray[np.int16], sample_rate: int) -> bytes:
-    """Encode mono int16 PCM as a PCM_16 WAV with libsndfile."""
-    import soundfile as sf
+def file_problem(data: bytes, *, size: int, sha256: str, sample_rate: int, data_offset: int,
+                 samples: int) -> str | None:
+    """What is wrong with a stored clip file's ``data`` against its manifest record (size,
+    checksum, then WAV layout), or None. The one check ``verify``, ``preview`` and the
+    report make before trusting a file's bytes (the loader makes it lazily, see
+    :mod:`greetkit.loader`)."""
+    if len(data) != size:
+        return f"{len(data)} bytes, manifest says {size} (truncated?)"
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return "checksum mismatch (corrupted)"
+    try:
+        check_layout(data, size, sample_rate=sample_rate, data_offset=data_offset,
+                     samples=samples)
+    except AudioError as exc:
+        return f"bad WAV ({exc})"
+    return None
 
-    buf = io.BytesIO()
-    sf.write(buf, pcm, sample_rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
 
+class StorePaths:
+    """The one containment check: manifest paths mapped to files inside a store directory.
 
-def wav_data_offset(data: bytes) -> tuple[int, int]:
-    """(offset, size) of the ``data`` chunk of a RIFF/WAVE file, walking its chunks.
-
-    Raises ValueError for anything that is not a well-formed WAV.
+    A path is refused when its text leaves the store (:func:`~greetkit.manifest.path_problem`)
+    or when a symlinked directory on the way leads out. Directory verdicts are cached (every
+    clip lives in ``clips/``), so mapping 400 files resolves one directory; build one per
+    load or command, not per process, so a directory swapped later is seen.
     """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError("not a RIFF/WAVE file")
-    pos = 12
-    while pos + 8 <= len(data):
-        tag = data[pos : pos + 4]
-        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
-        if tag == b"data":
-            if pos + 8 + size > len(data):
-                raise ValueError("data chunk runs past the end of the file (truncated?)")
-            return pos + 8, size
-        pos += 8 + size + (size & 1)
-    raise ValueError("no data chunk")
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = os.fspath(root)
+        self.real_root = os.path.realpath(self.root)
+        self._dirs: dict[str, bool] = {}
+
+    def _inside(self, real: str) -> bool:
+        return real == self.real_root or real.startswith(self.real_root + os.sep)
+
+    def locate(self, rel: str) -> str:
+        """``root/rel`` as a string, after checking the path and its directory stay inside.
+        The file itself may still be a symlink: open it with ``O_NOFOLLOW`` or use
+        :meth:`resolve`. Raises :class:`StoreError`."""
+        problem = path_problem(rel)
+        if problem is not None:
+            raise StoreError(f"clip path {rel[:80]!r} {problem}; rebuild the bank")
+        directory = rel.rpartition("/")[0] or "."
+        inside = self._dirs.get(directory)
+        if inside is None:
+            real = os.path.realpath(os.path.join(self.root, directory))
+            inside = self._dirs[directory] = self._inside(real)
+        if not inside:
+            raise StoreError(f"clip path {rel!r} resolves outside the store (symlink?)")
+        return os.path.join(self.root, rel)  # str, not Path: 400 files per bank add up
+
+    def resolve(self, rel: str) -> Path:
+        """:meth:`locate`, and a file that is a symlink must stay inside too (for readers
+        that follow links)."""
+        path = self.locate(rel)
+        if os.path.islink(path) and not self._inside(os.path.realpath(path)):
+            raise StoreError(f"clip path {rel!r} resolves outside the store (symlink?)")
+        return Path(path)
 
 
 def sha256_file(path: Path) -> str:
@@ -159,15 +191,9 @@ class Store:
         return sorted(found)
 
     def path_of(self, relative: str) -> Path:
-        """The absolute path of a manifest ``file`` entry; refuses paths leaving the store."""
-        rel = Path(relative)
-        if rel.is_absolute() or ".." in rel.parts:
-            raise StoreError(f"clip path {relative!r} leaves the store; rebuild the bank")
-        path = self.root / rel
-        root = self.root.resolve()
-        if not path.resolve().is_relative_to(root):
-            raise StoreError(f"clip path {relative!r} resolves outside the store (symlink?)")
-        return path
+        """The path of a manifest ``file`` entry; :class:`StoreError` for a path leaving the
+        store, by its text or through a symlink (see :class:`StorePaths`)."""
+        return StorePaths(self.root).resolve(relative)
 
     # -- writing --------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -179,9 +205,9 @@ class Store:
 
     def write_clip(self, stem: str, pcm: npt.NDArray[np.int16], sample_rate: int) -> StoredFile:
         """Store one clip's PCM as an immutable WAV named after ``stem`` and its checksum."""
-        data = wav_bytes(pcm, sample_rate)
+        data = encode(pcm, sample_rate)
         digest = hashlib.sha256(data).hexdigest()
-        offset, _ = wav_data_offset(data)
+        offset = read_header(data).data_offset
         name = f"{stem}-{digest[:12]}.wav"
         path = self.clips / name
         # Same name means same bytes (the name holds the checksum): never rewrite a file a
@@ -312,6 +338,7 @@ class Store:
     def check_entry(self, entry: ClipEntry) -> list[str]:
         """Problems with one clip's files (missing, wrong size, checksum, bad header)."""
         problems = []
+        paths = StorePaths(self.root)
         files = [(entry.file, entry.sha256, entry.bytes, entry.data_offset, entry.samples,
                   entry.sample_rate)]
         files += [(v.file, v.sha256, v.bytes, v.data_offset, v.samples, v.sample_rate)
@@ -319,8 +346,7 @@ class Store:
         for rel, sha, size, offset, samples, rate in files:
             label = f"{entry.key} ({rate} Hz, {rel})"
             try:
-                path = self.path_of(rel)
-                data = path.read_bytes()
+                data = paths.resolve(rel).read_bytes()
             except StoreError as exc:
                 problems.append(f"{entry.key}: {exc}")
                 continue
@@ -330,21 +356,10 @@ class Store:
             except OSError as exc:
                 problems.append(f"{label}: cannot read ({exc.strerror})")
                 continue
-            if len(data) != size:
-                problems.append(f"{label}: {len(data)} bytes, manifest says {size} (truncated?); "
-                                "run 'greetkit build --force'")
-                continue
-            if hashlib.sha256(data).hexdigest() != sha:
-                problems.append(f"{label}: checksum mismatch (corrupted); run "
-                                "'greetkit build --force'")
-                continue
-            try:
-                off, length = wav_data_offset(data)
-            except ValueError as exc:
-                problems.append(f"{label}: bad WAV ({exc})")
-                continue
-            if off != offset or length != samples * 2:
-                problems.append(f"{label}: WAV layout differs from the manifest")
+            problem = file_problem(data, size=size, sha256=sha, sample_rate=rate,
+                                   data_offset=offset, samples=samples)
+            if problem is not None:
+                problems.append(f"{label}: {problem}; run 'greetkit build --force'")
         return problems
 
     def verify(self, manifest: Manifest | None = None) -> list[str]:

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from greetkit.errors import StoreError, StoreLocked
 from greetkit.manifest import ClipEntry, Manifest
-from greetkit.store import Store, wav_bytes, wav_data_offset
+from greetkit.store import Store, StorePaths, file_problem
 
 
 def ramp(n: int = 4800) -> np.ndarray:
@@ -121,15 +121,49 @@ def test_gc_removes_only_unreferenced_files(store: Store) -> None:
     assert (store.root / current.file).exists() and store.verify() == []
 
 
-def test_wav_data_offset_rejects_non_wav_and_truncation() -> None:
-    """The RIFF walker finds the data chunk and refuses broken files."""
-    data = wav_bytes(ramp(100), 48000)
-    offset, size = wav_data_offset(data)
-    assert size == 200 and data[offset:offset + 4] == ramp(100).tobytes()[:4]
-    with pytest.raises(ValueError, match="RIFF"):
-        wav_data_offset(b"ID3" + data)
-    with pytest.raises(ValueError, match="truncated"):
-        wav_data_offset(data[:-2])
+def test_path_of_refuses_paths_leaving_the_store(store: Store, tmp_path: Path) -> None:
+    """'..', absolute paths and a symlinked file or directory leading out are refused by
+    the one containment check; a path inside is returned under the store."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.wav").write_bytes(b"x")
+    store.prepare()
+    (store.clips / "in.wav").write_bytes(b"x")
+    (store.clips / "link.wav").symlink_to(outside / "x.wav")
+    (store.root / "linked").symlink_to(outside, target_is_directory=True)
+    assert store.path_of("clips/in.wav") == store.clips / "in.wav"
+    for rel, problem in [("clips/../../x.wav", "leaves the store"), ("/etc/passwd", "absolute"),
+                         ("clips/link.wav", "outside the store"),
+                         ("linked/x.wav", "outside the store")]:
+        with pytest.raises(StoreError, match=problem):
+            store.path_of(rel)
+
+
+def test_store_paths_locate_leaves_a_symlinked_file_to_o_nofollow(store: Store,
+                                                                  tmp_path: Path) -> None:
+    """locate() checks the text and the directory only: the loader opens the file itself
+    with O_NOFOLLOW, so a symlinked file gets there (and is refused when opened)."""
+    store.prepare()
+    (store.clips / "link.wav").symlink_to(tmp_path / "elsewhere.wav")
+    paths = StorePaths(store.root)
+    assert paths.locate("clips/link.wav") == os.path.join(store.root, "clips/link.wav")
+    with pytest.raises(StoreError, match="outside the store"):
+        paths.resolve("clips/link.wav")
+
+
+def test_file_problem_names_size_checksum_and_layout(store: Store) -> None:
+    """A stored file is checked against its record: size first, then sha256, then the WAV
+    header; a sound file has no problem."""
+    stored = store.write_clip("a.abc", ramp(), 48000)
+    data = (store.root / stored.file).read_bytes()
+    def problem(data: bytes, rate: int = 48000) -> str | None:
+        return file_problem(data, size=stored.bytes, sha256=stored.sha256, sample_rate=rate,
+                            data_offset=stored.data_offset, samples=stored.samples)
+
+    assert problem(data) is None
+    assert "truncated" in (problem(data[:-2]) or "")
+    assert problem(data[:-1] + bytes([data[-1] ^ 1])) == "checksum mismatch (corrupted)"
+    assert problem(data, 24000) == "bad WAV (48000 Hz in the header, manifest says 24000)"
 
 
 def test_manifest_of_unknown_format_or_bad_json_is_a_store_error(store: Store) -> None:

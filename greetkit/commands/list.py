@@ -29,15 +29,12 @@ def command(config: Path, out: Path | None, as_json: bool) -> None:
     manifest = Store(root).manifest()
     if manifest is None:
         raise StoreError(f"{root}: no manifest.json; run 'greetkit build' first")
-    stale: set[str] = set()
+    stale: dict[str, str] = {}
     try:
-        from greetkit.keys import stale_reason
+        from greetkit.keys import stale_clips
         from greetkit.spec import load_spec
 
-        spec = load_spec(config)
-        wanted = {c.key: c for c in spec.clips}
-        stale = {c.key for c in manifest.clips
-                 if stale_reason(c, wanted.get(c.key), spec.sample_rates)}
+        stale = stale_clips(manifest.clips, load_spec(config))
     except GreetkitError:
         pass  # no (valid) spec here: list what is built without staleness
     statuses = {c.key: "stale" if c.key in stale else "draft" if c.draft else "built"

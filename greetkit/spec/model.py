@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from greetkit.errors import SpecIssue
+from greetkit.manifest import BASE_RATE as BASE_RATE
+from greetkit.params import MAX_CLIP_SECONDS as MAX_CLIP_SECONDS
 
 SCHEMA_VERSION = 1
 #: Output rates a variant may be built at; 48 kHz is always built.
 ALLOWED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-BASE_RATE = 48000
 DRAFT_ENGINE = "espeak"
 
 # Limits that turn a runaway spec into a clear error instead of runaway work.
@@ -27,8 +28,6 @@ MAX_NODES = 20000
 #: recursion of the YAML composer and of the converter.
 MAX_DEPTH = 32
 MAX_FILE_BYTES = 1_000_000
-#: Longest clip an engine may return (seconds); longer renders fail that clip at build time.
-MAX_CLIP_SECONDS = 60.0
 #: Largest recorded take, in bytes: 60 s of 192 kHz stereo 32-bit audio is ~92 MB.
 MAX_RECORDING_BYTES = 100_000_000
 RECORDING_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
