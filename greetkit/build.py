@@ -17,21 +17,40 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
+import functools
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from greetkit import __version__
 from greetkit.engines import get_engine
-from greetkit.errors import AudioError, DraftsPresent, EngineError, GreetkitError, StoreError
+from greetkit.errors import (
+    AudioError,
+    DraftsPresent,
+    EngineError,
+    GreetkitError,
+    StoreError,
+    WorkerError,
+)
 from greetkit.keys import content_key as content_key
 from greetkit.keys import stale_reason
 from greetkit.manifest import ClipEntry, EngineRecord, Manifest, Variant
-from greetkit.render import Rendered, RenderJob, Take, choose, finish, key_of, synthesize, unusable
+from greetkit.pool import default_jobs, dsp_executor
+from greetkit.render import (
+    Rendered,
+    RenderJob,
+    assemble,
+    choose,
+    key_of,
+    master,
+    seed_of,
+    synthesize,
+    unusable,
+)
 from greetkit.spec import BASE_RATE, DRAFT_ENGINE, ClipSpec, Spec, load_spec
 from greetkit.store import Store
 
@@ -74,10 +93,11 @@ class BuildResult:
 
 class _Builder:
     def __init__(self, spec: Spec, store: Store, *, force: bool,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, jobs: int = 1) -> None:
         self.spec = spec
         self.store = store
         self.force = force
+        self.jobs = jobs
         self.progress = progress
         self.result = BuildResult(out=store.root)
         self.entries: dict[str, ClipEntry] = {}
@@ -147,44 +167,63 @@ class _Builder:
     # -- 5. render ----------------------------------------------------------------------
     async def render_all(self, jobs: list[RenderJob], previous: dict[str, ClipEntry]) -> None:
         limits: dict[str, asyncio.Semaphore] = {}
+        widest = 1
         for job in jobs:
             for name in (job.choice.engine, DRAFT_ENGINE):
                 if name not in limits:
-                    limits[name] = asyncio.Semaphore(max(1, get_engine(name).max_concurrency))
-        workers = max(1, min(4, os.cpu_count() or 1))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="greetkit-dsp") as pool:
-            await asyncio.gather(*(self.render_one(j, limits, pool, previous) for j in jobs))
+                    slots = max(1, get_engine(name).max_concurrency)
+                    limits[name] = asyncio.Semaphore(slots)
+                    widest = max(widest, slots)
+        workers = max(1, min(self.jobs, len(jobs)))
+        # Bounded memory: a clip holds its engine audio from render until its files are
+        # written; at most this many are in between (enough to keep every worker and every
+        # engine slot busy), the rest wait before rendering.
+        in_flight = asyncio.Semaphore(2 * workers + widest)
+        pool = dsp_executor(workers)
+        try:
+            await asyncio.gather(*(self.render_one(j, limits, in_flight, pool, previous)
+                                   for j in jobs))
+        finally:
+            # Ctrl-C or a fatal error: drop what has not started, wait for what has.
+            pool.shutdown(wait=True, cancel_futures=True)
+        order = {clip.key: i for i, clip in enumerate(self.spec.clips)}
+        self.result.rendered.sort(key=order.__getitem__)  # spec order, whoever finished first
 
     async def render_one(self, job: RenderJob, limits: dict[str, asyncio.Semaphore],
-                         pool: ThreadPoolExecutor, previous: dict[str, ClipEntry]) -> None:
+                         in_flight: asyncio.Semaphore, pool: Executor,
+                         previous: dict[str, ClipEntry]) -> None:
         """The render stage for one clip (greetkit.render): the engine call, with the draft
-        fallback, here; mastering and storing on the DSP pool."""
+        fallback, here; mastering on the DSP pool (worker processes); storing here."""
         key = job.clip.key
-        try:
-            take = await synthesize(job, limits)
-        except (EngineError, AudioError) as exc:
-            self.fail(key, str(exc), previous)
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            entry = await loop.run_in_executor(pool, self.process, job, take)
-        except StoreError:
-            # The store itself cannot be written (disk full, read-only, permissions): every
-            # other clip would fail the same way, so stop the build with one clear error
-            # before the manifest is touched.
-            raise
-        except GreetkitError as exc:
-            self.fail(key, str(exc), previous)
-            return
+        async with in_flight:
+            try:
+                take = await synthesize(job, limits)
+            except (EngineError, AudioError) as exc:
+                self.fail(key, str(exc), previous)
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                outputs = await loop.run_in_executor(pool, functools.partial(
+                    master, take.audio, job.clip, job.sample_rates, seed=seed_of(job, take)))
+                entry = await loop.run_in_executor(None, self.store_clip,
+                                                   assemble(job, take, outputs))
+            except BrokenProcessPool as exc:
+                raise WorkerError("a DSP worker process died (out of memory, or killed); "
+                                  "nothing was published and the previous bank is intact: "
+                                  "build again, or with --jobs 1") from exc
+            except StoreError:
+                # The store itself cannot be written (disk full, read-only, permissions):
+                # every other clip would fail the same way, so stop the build with one
+                # clear error before the manifest is touched.
+                raise
+            except GreetkitError as exc:
+                self.fail(key, str(exc), previous)
+                return
         self.entries[key] = entry
         self.result.rendered.append(key)
         if entry.draft:
             self.result.drafts[key] = entry.draft_reason or "draft"
         self.notify(key, "draft" if entry.draft else "rendered")
-
-    def process(self, job: RenderJob, take: Take) -> ClipEntry:
-        """Master the take at every output rate, then store the files."""
-        return self.store_clip(finish(job, take))
 
     def store_clip(self, rendered: Rendered) -> ClipEntry:
         """Write each rate's file (immutable, named by the content key) and describe them."""
@@ -283,6 +322,7 @@ def build(
     progress: Progress | None = None,
     on_plan: Callable[[int, int], None] | None = None,
     wait: float = 0.0,
+    jobs: int | None = None,
 ) -> BuildResult:
     """Build the greeting bank described by ``config`` into ``out`` (default: ``greetings/``
     next to the config). Returns a :class:`BuildResult`.
@@ -293,6 +333,13 @@ def build(
     clip could only be drafted. ``wait`` is how many seconds to wait for another build
     holding the store's lock before raising :class:`~greetkit.errors.StoreLocked`.
 
+    ``jobs`` clips are mastered at once, in worker processes (default: every core,
+    :func:`greetkit.pool.default_jobs`; 1 masters in this process). The result does not
+    depend on it: same files, same manifest. Where workers cannot be forked (macOS,
+    Windows, or a caller already running threads) they are spawned, and a script calling
+    ``build`` then needs the usual ``if __name__ == "__main__":`` guard.
+    A worker that dies raises :class:`~greetkit.errors.WorkerError` (nothing published).
+
     >>> result = build("voices.yaml")  # doctest: +SKIP
     >>> print(result.summary())  # doctest: +SKIP
     4 rendered, 0 reused, 4 drafts, 0 failed in 1.2s -> greetings, version 1
@@ -300,17 +347,20 @@ def build(
     started = time.monotonic()
     spec = load_spec(config)
     store = Store(Path(out) if out is not None else spec.project_dir / "greetings")
-    builder = _Builder(spec, store, force=force, progress=progress)
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    builder = _Builder(spec, store, force=force, progress=progress,
+                       jobs=default_jobs() if jobs is None else jobs)
     builder.result.warnings += [str(w) for w in spec.warnings]
     with store.lock(wait=wait):
         store.clean_temp()  # leftovers of a build that died
         old = _read_old(store, builder.result)
-        jobs = builder.plan(old)
+        todo = builder.plan(old)
         if on_plan:
-            on_plan(len(jobs), len(spec.clips))
-        if jobs:
+            on_plan(len(todo), len(spec.clips))
+        if todo:
             store.prepare()
-            asyncio.run(builder.render_all(jobs, old.by_key() if old else {}))
+            asyncio.run(builder.render_all(todo, old.by_key() if old else {}))
         manifest = builder.manifest(old)
         if _same_bank(manifest, old):
             builder.result.manifest = old

@@ -77,6 +77,10 @@ class AudioError(GreetkitError, ValueError):
     """Audio could not be decoded or processed (unsupported format, empty, corrupt)."""
 
 
+class WorkerError(GreetkitError, RuntimeError):
+    """A build's worker process died (out of memory, killed); nothing was published."""
+
+
 class StoreError(GreetkitError, OSError):
     """The greetings store could not be read or written (permissions, disk full, corrupt)."""
 

@@ -187,12 +187,23 @@ def master(audio: RenderedAudio, clip: ClipSpec, sample_rates: tuple[int, ...], 
                  for rate in sample_rates)
 
 
-def finish(job: RenderJob, take: Take) -> Rendered:
-    """Master ``take`` at every rate of ``job`` (the CPU-heavy half of the stage)."""
-    seed = job.seed if job.seed is not None else int(take.content_key[:8], 16)
-    outputs = master(take.audio, job.clip, job.sample_rates, seed=seed)
+def seed_of(job: RenderJob, take: Take) -> int:
+    """The dither seed: ``job.seed``, or one derived from the content key (same inputs,
+    same bytes)."""
+    return job.seed if job.seed is not None else int(take.content_key[:8], 16)
+
+
+def assemble(job: RenderJob, take: Take, outputs: tuple[ProcessedAudio, ...]) -> Rendered:
+    """The stage's output from ``take`` and its mastered ``outputs`` (see :func:`finish`;
+    the build masters in worker processes and assembles here)."""
     return Rendered(clip=job.clip, choice=take.choice, content_key=take.content_key,
                     engine_version=get_engine(take.choice.engine).version(), outputs=outputs)
+
+
+def finish(job: RenderJob, take: Take) -> Rendered:
+    """Master ``take`` at every rate of ``job`` (the CPU-heavy half of the stage)."""
+    return assemble(job, take, master(take.audio, job.clip, job.sample_rates,
+                                      seed=seed_of(job, take)))
 
 
 def render_clip(job: RenderJob) -> Rendered:

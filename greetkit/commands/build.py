@@ -41,8 +41,12 @@ def clip_lines(clips: Iterable[ClipEntry], keys: set[str]) -> list[str]:
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
               metavar="SECONDS",
               help="Wait this long for another build of the same store to finish.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Clips mastered at once, in worker processes (loudness, limiter, true "
+                   "peak: the CPU-heavy part). Default: every core. --jobs 1 works in this "
+                   "process. The bank is the same either way.")
 def command(config: Path, out: Path | None, force: bool, strict: bool, quiet: bool,
-            wait: float) -> None:
+            wait: float, jobs: int | None) -> None:
     """Render voices.yaml into loudness-normalized clips in greetings/.
 
     Unchanged clips are reused (their content key covers text, engine and version, voice,
@@ -57,7 +61,7 @@ def command(config: Path, out: Path | None, force: bool, strict: bool, quiet: bo
     shown = _Progress(quiet=quiet)
     try:
         result = build(config, out, force=force, strict=strict, progress=shown.clip,
-                       on_plan=shown.plan, wait=wait)
+                       on_plan=shown.plan, wait=wait, jobs=jobs)
     except DraftsPresent as exc:  # --strict: the bank is built; report it, then the error
         shown.close()
         if exc.result is not None:
