@@ -111,42 +111,19 @@ def _http_store(url: str) -> Any:
     return HTTPStore.from_url(url.rstrip("/") + "/", client_options=options or None)
 
 
-class Remote:
-    """A bank at a URL. Use :meth:`open`."""
+class ObjectStore:
+    """Requests to one location: GET, create-only or overwriting PUT, LIST, each retried on
+    transient errors and failing as one :class:`RemoteError` line that says what to do."""
 
-    def __init__(self, url: str, store: Any, *, writable: bool,
-                 concurrency: int = DEFAULT_CONCURRENCY) -> None:
+    def __init__(self, url: str, store: Any, *, writable: bool) -> None:
         self.url = url
-        self._store = store
+        #: The obstore store behind the location.
+        self.store = store
         self.writable = writable
-        self.concurrency = max(1, concurrency)
+        #: Requests made (retries included), for the transfer summary.
         self.requests = 0
 
-    @classmethod
-    def open(cls, url: str, *, concurrency: int = DEFAULT_CONCURRENCY) -> Remote:
-        """Connect to ``url`` (nothing is requested yet). Raises :class:`RemoteError` for a
-        scheme greetkit cannot use."""
-        _needs_obstore()
-        from obstore.store import LocalStore, from_url
-
-        scheme = urlparse(url).scheme.lower()
-        try:
-            if scheme in ("http", "https"):
-                return cls(url, _http_store(url), writable=False, concurrency=concurrency)
-            if scheme == "file":
-                path = Path(urlparse(url).path)
-                path.mkdir(parents=True, exist_ok=True)
-                return cls(url, LocalStore(path), writable=True, concurrency=concurrency)
-            if scheme in ("s3", "s3a", "gs", "az", "abfs", "abfss", "azure"):
-                return cls(url, from_url(url, **_env_config(scheme)), writable=True,
-                           concurrency=concurrency)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise RemoteError(f"{url}: cannot open: {_first_line(exc)}") from exc
-        raise RemoteError(f"{url}: unsupported location; use s3://, gs://, az://, file:// "
-                          "or https://")
-
-    # -- requests -------------------------------------------------------------------------
-    async def _call(self, what: str, make: Callable[[], Awaitable[_T]]) -> _T:
+    async def call(self, what: str, make: Callable[[], Awaitable[_T]]) -> _T:
         """One request with retries and jittered exponential backoff on transient errors."""
         from obstore.exceptions import (
             AlreadyExistsError,
@@ -173,7 +150,7 @@ class Remote:
                 await asyncio.sleep(min(8.0, 0.25 * 2 ** attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _get(self, key: str) -> bytes:
+    async def get(self, key: str) -> bytes:
         import obstore
 
         # obstore's blocking calls in worker threads, not its *_async ones: a Rust future
@@ -181,51 +158,51 @@ class Remote:
         # publisher's conflict) calls back into the closed loop and aborts the process at
         # exit (seen as exit -6 after a successful publish).
         async def fetch() -> bytes:
-            return await asyncio.to_thread(lambda: bytes(obstore.get(self._store, key).bytes()))
+            return await asyncio.to_thread(lambda: bytes(obstore.get(self.store, key).bytes()))
 
         try:
-            return await self._call(f"GET {key}", fetch)
+            return await self.call(f"GET {key}", fetch)
         except Exception as exc:
-            raise self._explain(exc, key) from exc
+            raise self.explain(exc, key) from exc
 
-    async def _put(self, key: str, data: bytes, *, create: bool) -> bool:
+    async def put(self, key: str, data: bytes, *, create: bool) -> bool:
         """Upload; with ``create`` an existing object is left alone and False returned."""
         import obstore
         from obstore.exceptions import AlreadyExistsError
 
-        self._require_writable()
+        self.require_writable()
         mode: Literal["create", "overwrite"] = "create" if create else "overwrite"
         try:
-            await self._call(f"PUT {key}",
-                             lambda: asyncio.to_thread(obstore.put, self._store, key, data,
+            await self.call(f"PUT {key}",
+                             lambda: asyncio.to_thread(obstore.put, self.store, key, data,
                                                        mode=mode))
         except AlreadyExistsError:
             return False
         except Exception as exc:
-            raise self._explain(exc, key) from exc
+            raise self.explain(exc, key) from exc
         return True
 
-    async def _list(self, prefix: str) -> list[str]:
+    async def list(self, prefix: str) -> list[str]:
         import obstore
         from obstore.exceptions import NotFoundError
 
         def list_all() -> list[str]:
-            return [str(meta["path"]) for batch in obstore.list(self._store, prefix)
+            return [str(meta["path"]) for batch in obstore.list(self.store, prefix)
                     for meta in batch]
 
         async def listing() -> list[str]:
             return await asyncio.to_thread(list_all)
 
         try:
-            return await self._call(f"LIST {prefix}", listing)
+            return await self.call(f"LIST {prefix}", listing)
         except NotFoundError:  # a local directory that does not exist yet
             return []
         except Exception as exc:
             if _status(exc) == 404:  # no such bucket yet: created by the first upload
                 return []
-            raise self._explain(exc, prefix) from exc
+            raise self.explain(exc, prefix) from exc
 
-    def _explain(self, exc: BaseException, key: str) -> BaseException:
+    def explain(self, exc: BaseException, key: str) -> BaseException:
         """A one-line :class:`RemoteError` saying what to do about ``exc``."""
         from obstore.exceptions import (
             NotFoundError,
@@ -253,16 +230,55 @@ class Remote:
             return RemoteError(f"{self.url}: {key} not found (404); nothing published here")
         return RemoteError(f"{self.url}: {key}: {text}")
 
-    def _require_writable(self) -> None:
+    def require_writable(self) -> None:
         if not self.writable:
             raise RemoteError(f"{self.url}: https:// locations are read-only; publish to the "
                               "bucket behind it (s3://, gs://, az://)")
+
+
+
+class Remote:
+    """A bank at a URL. Use :meth:`open`."""
+
+    def __init__(self, url: str, store: Any, *, writable: bool,
+                 concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        self.url = url
+        self.objects = ObjectStore(url, store, writable=writable)
+        self.concurrency = max(1, concurrency)
+
+    @property
+    def writable(self) -> bool:
+        """False for read-only locations (https://)."""
+        return self.objects.writable
+
+    @classmethod
+    def open(cls, url: str, *, concurrency: int = DEFAULT_CONCURRENCY) -> Remote:
+        """Connect to ``url`` (nothing is requested yet). Raises :class:`RemoteError` for a
+        scheme greetkit cannot use."""
+        _needs_obstore()
+        from obstore.store import LocalStore, from_url
+
+        scheme = urlparse(url).scheme.lower()
+        try:
+            if scheme in ("http", "https"):
+                return cls(url, _http_store(url), writable=False, concurrency=concurrency)
+            if scheme == "file":
+                path = Path(urlparse(url).path)
+                path.mkdir(parents=True, exist_ok=True)
+                return cls(url, LocalStore(path), writable=True, concurrency=concurrency)
+            if scheme in ("s3", "s3a", "gs", "az", "abfs", "abfss", "azure"):
+                return cls(url, from_url(url, **_env_config(scheme)), writable=True,
+                           concurrency=concurrency)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise RemoteError(f"{url}: cannot open: {_first_line(exc)}") from exc
+        raise RemoteError(f"{url}: unsupported location; use s3://, gs://, az://, file:// "
+                          "or https://")
 
     # -- manifests ------------------------------------------------------------------------
     async def _manifest(self, version: int | None) -> tuple[Manifest, bytes]:
         key = MANIFEST_NAME if version is None else f"{MANIFESTS_DIR}/{version_name(version)}"
         try:
-            raw = await self._get(key)
+            raw = await self.objects.get(key)
         except RemoteError as exc:
             if version is not None and "not found" in str(exc):
                 raise RemoteError(f"{self.url}: no version {version} published here") from exc
@@ -277,7 +293,7 @@ class Remote:
                               "the bank again") from exc
 
     async def _versions(self) -> list[int]:
-        names = await self._list(MANIFESTS_DIR)
+        names = await self.objects.list(MANIFESTS_DIR)
         return sorted(int(Path(n).stem) for n in names
                       if n.endswith(".json") and Path(n).stem.isdigit())
 
@@ -295,9 +311,9 @@ class Remote:
         return asyncio.run(self._publish(store, progress))
 
     async def _publish(self, store: Store, progress: Progress | None) -> TransferResult:
-        self._require_writable()
+        self.objects.require_writable()
         started = time.monotonic()
-        self.requests = 0
+        self.objects.requests = 0
         local = store.manifest()
         if local is None:
             raise StoreError(f"{store.manifest_path}: no manifest; run 'greetkit build' "
@@ -307,13 +323,13 @@ class Remote:
             raise StoreError(f"{store.root}: cannot publish a damaged bank: {problems[0]}; "
                              "run 'greetkit verify'")
         files = _files(local)
-        present = {Path(n).name for n in await self._list(CLIPS_DIR)}
+        present = {Path(n).name for n in await self.objects.list(CLIPS_DIR)}
         missing = [f for f in files if Path(f).name not in present]
         result = TransferResult(self.url, 0, clips=len(files))
 
         async def upload(rel: str) -> None:
             data = store.path_of(rel).read_bytes()
-            if await self._put(rel, data, create=True):
+            if await self.objects.put(rel, data, create=True):
                 result.transferred.append(rel)
                 result.bytes += len(data)
 
@@ -325,14 +341,15 @@ class Remote:
             version = (versions[-1] + 1) if versions else 1
             manifest = _renumbered(local, version)
             data = manifest.dumps().encode("utf-8")
-            if await self._put(f"{MANIFESTS_DIR}/{version_name(version)}", data, create=True):
+            key = f"{MANIFESTS_DIR}/{version_name(version)}"
+            if await self.objects.put(key, data, create=True):
                 break
         else:
             raise RemoteError(f"{self.url}: another publisher keeps taking the next version "
                               "number; try again")
-        await self._put(MANIFEST_NAME, data, create=False)  # the pointer, last
+        await self.objects.put(MANIFEST_NAME, data, create=False)  # the pointer, last
         result.version = version
-        result.requests = self.requests
+        result.requests = self.objects.requests
         result.seconds = time.monotonic() - started
         return result
 
@@ -346,7 +363,7 @@ class Remote:
     async def _pull(self, store: Store, version: int | None,
                     progress: Progress | None) -> TransferResult:
         started = time.monotonic()
-        self.requests = 0
+        self.objects.requests = 0
         manifest, raw = await self._manifest(version)
         files = _files(manifest)
         sums = _checksums(manifest)
@@ -359,14 +376,14 @@ class Remote:
             if current is not None and current.dumps() == manifest.dumps() \
                     and not store.verify(manifest):
                 result.changed = False
-                result.requests = self.requests
+                result.requests = self.objects.requests
                 result.seconds = time.monotonic() - started
                 return result
             store.prepare()
             missing = [rel for rel in files if not _have(store, rel, sums[rel])]
 
             async def download(rel: str) -> None:
-                data = await self._get(rel)
+                data = await self.objects.get(rel)
                 if hashlib.sha256(data).hexdigest() != sums[rel][0] or \
                         len(data) != sums[rel][1]:
                     raise ChecksumMismatch(
@@ -378,7 +395,7 @@ class Remote:
 
             await self._each(missing, download, progress)
             store.install(manifest, raw)
-        result.requests = self.requests
+        result.requests = self.objects.requests
         result.seconds = time.monotonic() - started
         return result
 
@@ -389,14 +406,14 @@ class Remote:
         return asyncio.run(self._rollback(version))
 
     async def _rollback(self, version: int) -> Manifest:
-        self._require_writable()
+        self.objects.require_writable()
         manifest, raw = await self._manifest(version)
-        present = {Path(n).name for n in await self._list(CLIPS_DIR)}
+        present = {Path(n).name for n in await self.objects.list(CLIPS_DIR)}
         lost = [f for f in _files(manifest) if Path(f).name not in present]
         if lost:
             raise RemoteError(f"{self.url}: version {version} cannot be restored: {lost[0]} "
                               f"is missing ({len(lost)} files in all)")
-        await self._put(MANIFEST_NAME, raw, create=False)
+        await self.objects.put(MANIFEST_NAME, raw, create=False)
         return manifest
 
     # -- helpers --------------------------------------------------------------------------

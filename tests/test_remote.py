@@ -147,7 +147,7 @@ def test_corrupted_remote_clip_is_refused_by_name(
     before = dest.manifest_path.read_bytes()
     v2 = remote.publish(project("Welcome back."))
     bad = v2.transferred[0]
-    obstore.put(remote._store, bad, b"RIFF" + b"\0" * 100)  # the bucket was tampered with
+    obstore.put(remote.objects.store, bad, b"RIFF" + b"\0" * 100)  # the bucket was tampered with
     with pytest.raises(ChecksumMismatch, match=f"{bad}: checksum mismatch"):
         remote.pull(dest)
     assert dest.manifest_path.read_bytes() == before
