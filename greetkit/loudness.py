@@ -55,6 +55,7 @@ from greetkit.params import DEFAULT_PRESET as DEFAULT_PRESET
 from greetkit.params import LOUDNESS_PRESETS
 from greetkit.truepeak import TRUE_PEAK_MIN_RATE as TRUE_PEAK_MIN_RATE
 from greetkit.truepeak import TruePeakMeter as TruePeakMeter
+from greetkit.truepeak import as_float_frames as as_float_frames
 from greetkit.truepeak import oversampling_factor as oversampling_factor
 
 FloatArray = npt.NDArray[np.float64]
@@ -121,22 +122,6 @@ class NormalizeReport:
 
 
 # -- input handling -----------------------------------------------------------------------
-
-def as_float_frames(samples: npt.ArrayLike) -> FloatArray:
-    """``samples`` as float64 of shape ``(frames, channels)``; integer PCM scaled to +-1."""
-    x = np.asarray(samples)
-    if x.dtype.kind == "i":  # two's complement PCM: full scale is 2^(bits-1)
-        x = x.astype(np.float64) / (float(np.iinfo(x.dtype).max) + 1.0)
-    elif x.dtype.kind == "u":  # offset binary (8-bit WAV)
-        half = (float(np.iinfo(x.dtype).max) + 1.0) / 2.0
-        x = (x.astype(np.float64) - half) / half
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2:
-        raise ValueError(f"samples must be (frames,) or (frames, channels), got {x.shape}")
-    return x
-
 
 def _frames(samples: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
     """``samples`` as ``(frames, channels)`` without copying float input (float32 stays

@@ -135,11 +135,12 @@ def half_slack(factor: int) -> float:
     return worst * (1.0 + 1e-9)
 
 
-def _as_frames(samples: npt.ArrayLike) -> FloatArray:
+def as_float_frames(samples: npt.ArrayLike) -> FloatArray:
+    """``samples`` as float64 of shape ``(frames, channels)``; integer PCM scaled to +-1."""
     x = np.asarray(samples)
-    if x.dtype.kind == "i":
+    if x.dtype.kind == "i":  # two's complement PCM: full scale is 2^(bits-1)
         x = x.astype(np.float64) / (float(np.iinfo(x.dtype).max) + 1.0)
-    elif x.dtype.kind == "u":
+    elif x.dtype.kind == "u":  # offset binary (8-bit WAV)
         half = (float(np.iinfo(x.dtype).max) + 1.0) / 2.0
         x = (x.astype(np.float64) - half) / half
     x = np.asarray(x, dtype=np.float64)
@@ -189,7 +190,7 @@ class TruePeakMeter:
 
     def __init__(self, samples: npt.ArrayLike, sample_rate: float, *,
                  upper: FloatArray | None = None) -> None:
-        x = _as_frames(samples)
+        x = as_float_frames(samples)
         self.n, self.channels = x.shape
         self.sample_rate = sample_rate
         self.factor = oversampling_factor(sample_rate)
@@ -407,7 +408,7 @@ class TruePeakMeter:
         bounds from this meter's work: in a block, with ``wc`` the mid-range of the weights
         and ``dw`` their half-range within reach, every fine point of ``s`` is at most
         ``wc * upper(x) + (dw * reach(x) + max|error|) * branch_gain``."""
-        s = _as_frames(samples)
+        s = as_float_frames(samples)
         if s.shape[0] != self.n:
             raise ValueError("a derived signal has the same frames as the meter's")
         w = np.asarray(weights, dtype=np.float64).reshape(-1)
