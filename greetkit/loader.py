@@ -48,7 +48,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -264,6 +264,57 @@ def _base(language: str) -> str:
     return _normalize(language).split("-", 1)[0]
 
 
+class _Found(NamedTuple):
+    """What selection settled on, before checking that its clip can play."""
+
+    phrase: str
+    language: str
+    via: str
+    entry: ClipEntry | None
+    text: str
+
+
+def _candidates(phrase: str, variables: Mapping[str, Any]) -> list[str]:
+    """Phrase names to try, most specific first: ``default_morning``, then ``default``."""
+    values = [v for v in variables.values() if isinstance(v, str) and v]
+    return ([f"{phrase}_{'_'.join(values)}"] if len(values) > 1 else []) + [
+        f"{phrase}_{v}" for v in values] + [phrase]
+
+
+def _languages(language: str | None, default: str | None) -> list[tuple[str, str]]:
+    """(via, language) in the order selection tries them: exact, base, the default's."""
+    steps: list[tuple[str, str]] = []
+    if language:
+        steps += [("exact", _normalize(language)), ("base", _base(language))]
+    if default:
+        steps += [("default", _normalize(default)), ("default", _base(default))]
+    return steps
+
+
+def _find(entries: Mapping[tuple[str, str], ClipEntry], texts: Mapping[tuple[str, str], str],
+          candidates: list[str], steps: list[tuple[str, str]]) -> _Found | None:
+    """The first phrase candidate with a clip or a text, language by language."""
+    for via, lang in steps:
+        for p in candidates:
+            entry = entries.get((p, lang))
+            text = entry.text if entry is not None else texts.get((p, lang))
+            if text is not None:
+                return _Found(p, lang if entry is None else entry.language, via, entry, text)
+    return None
+
+
+def _find_fallback(entries: Mapping[tuple[str, str], ClipEntry],
+                   texts: Mapping[tuple[str, str], str], phrase: str) -> _Found | None:
+    """The fallback clip, in whatever language it was built (else its text alone)."""
+    for (p, _lang), entry in entries.items():
+        if p == FALLBACK_PHRASE:
+            return _Found(phrase, entry.language, "fallback", entry, entry.text)
+    for (p, lang), text in texts.items():
+        if p == FALLBACK_PHRASE:
+            return _Found(phrase, lang, "fallback", None, text)
+    return None
+
+
 class Bank(Mapping[str, Clip]):
     """A loaded greeting bank: a read-only mapping of clip key to :class:`Clip`.
 
@@ -381,39 +432,17 @@ class Bank(Mapping[str, Clip]):
         language = language if isinstance(language, str) and language.strip() else None
         rate = sample_rate if (isinstance(sample_rate, int) and not isinstance(sample_rate, bool)
                                and sample_rate > 0) else None
-        values = [v for v in variables.values() if isinstance(v, str) and v]
-        candidates = ([f"{phrase}_{'_'.join(values)}"] if len(values) > 1 else []) + [
-            f"{phrase}_{v}" for v in values] + [phrase]
-        steps: list[tuple[str, str]] = []
-        if language:
-            steps += [("exact", _normalize(language)), ("base", _base(language))]
-        if self.default_language:
-            steps += [("default", _normalize(self.default_language)),
-                      ("default", _base(self.default_language))]
-        found: tuple[str, str, str, ClipEntry | None, str] | None = None
-        for via, lang in steps:
-            for p in candidates:
-                entry = self._entries.get((p, lang))
-                text = entry.text if entry is not None else self._texts.get((p, lang))
-                if text is not None:
-                    found = (p, lang if entry is None else entry.language, via, entry, text)
-                    break
-            if found is not None:
-                break
-        if found is None:  # the fallback clip, in whatever language it was built
-            for (p, _lang), entry in self._entries.items():
-                if p == FALLBACK_PHRASE:
-                    found = (phrase, entry.language, "fallback", entry, entry.text)
-                    break
-            else:
-                for (p, lang), text in self._texts.items():
-                    if p == FALLBACK_PHRASE:
-                        found = (phrase, lang, "fallback", None, text)
-                        break
+        found = (_find(self._entries, self._texts, _candidates(phrase, variables),
+                       _languages(language, self.default_language))
+                 or _find_fallback(self._entries, self._texts, phrase))
         if found is None:
             return Selection(phrase, language, None, None, "none",
                              f"the bank has no text for {phrase!r}"
                              + ("" if self.problem is None else f" ({self.problem})"))
+        return self._playable_selection(found, rate)
+
+    def _playable_selection(self, found: _Found, rate: int | None) -> Selection:
+        """``found`` with its clip when one of its files may play (``rate``'s first)."""
         chosen, lang, via, entry, text = found
         if disabled():
             return Selection(chosen, lang, None, text, "disabled", f"{DISABLE_ENV} is set")
@@ -766,22 +795,45 @@ def load(
     if manifest is None:
         if strict:
             raise StoreError(problem)
-        texts, default = _recover(root)
-        where = "the manifest"
-        if not texts:
-            texts, default, where = _spec_texts(root, spec)
-        log.error("cannot load the bank at %s: %s; every say() speaks live (%s). "
-                  "Fix: build the bank there ('greetkit build') or set the path%s",
-                  root.resolve(), problem,
-                  f"{sum(len(t) for t in texts.values())} texts from {where}" if texts
-                  else "no texts known: only the caller's fallback_text",
-                  "" if root.is_absolute() else " (relative paths follow the working "
-                  "directory; use an absolute one)")
-        return Bank(root, None, {}, texts=texts, default_language=default, problem=problem,
-                    frame_ms=frame_ms, verify=verify,
-                    load_ms=(time.perf_counter() - started) * 1000)
+        return _live_only_bank(root, str(problem), spec, frame_ms=frame_ms, verify=verify,
+                               started=started)
+    clips, unavailable, refused_texts = _map_clips(_Mapper(root, _previous), manifest, verify)
+    if strict and unavailable:
+        raise VerifyError([f"{k}: {v}" for k, v in unavailable.items()])
+    load_ms = (time.perf_counter() - started) * 1000
+    bank = Bank(root, manifest, clips, unavailable=unavailable, texts=refused_texts,
+                frame_ms=frame_ms, verify=verify, load_ms=load_ms)
+    log.info("loaded %s version %d: %d clips (%d unavailable), %.1f MB mapped, "
+             "%.2f ms", root, manifest.version, len(clips), len(unavailable),
+             bank.nbytes / 1e6, load_ms)
+    return bank
 
-    mapper = _Mapper(root, _previous)
+
+def _live_only_bank(root: Path, problem: str, spec: str | os.PathLike[str] | None, *,
+                    frame_ms: int, verify: bool | None, started: float) -> Bank:
+    """The bank of a store that cannot be loaded: no clips, every text it can still find
+    (the manifest's, else voices.yaml's) spoken live; one ERROR naming the absolute path."""
+    texts, default = _recover(root)
+    where = "the manifest"
+    if not texts:
+        texts, default, where = _spec_texts(root, spec)
+    log.error("cannot load the bank at %s: %s; every say() speaks live (%s). "
+              "Fix: build the bank there ('greetkit build') or set the path%s",
+              root.resolve(), problem,
+              f"{sum(len(t) for t in texts.values())} texts from {where}" if texts
+              else "no texts known: only the caller's fallback_text",
+              "" if root.is_absolute() else " (relative paths follow the working "
+              "directory; use an absolute one)")
+    return Bank(root, None, {}, texts=texts, default_language=default, problem=problem,
+                frame_ms=frame_ms, verify=verify,
+                load_ms=(time.perf_counter() - started) * 1000)
+
+
+def _map_clips(mapper: _Mapper, manifest: Manifest, verify: bool | None,
+               ) -> tuple[dict[str, Clip], dict[str, str], dict[str, dict[str, str]]]:
+    """Map every clip of ``manifest``: (clips, unavailable key -> why, texts of refused
+    entries). A clip that cannot be mapped, or whose every file fails ``verify``, is
+    unavailable alone; its words are still spoken live."""
     clips: dict[str, Clip] = {}
     unavailable: dict[str, str] = {}
     # Entries the manifest's schema refused: unavailable, their words still spoken live.
@@ -814,13 +866,5 @@ def load(
                             entry.key, bad)
                 continue
         clips[entry.key] = clip
-    if strict and unavailable:
-        raise VerifyError([f"{k}: {v}" for k, v in unavailable.items()])
-    load_ms = (time.perf_counter() - started) * 1000
-    bank = Bank(root, manifest, clips, unavailable=unavailable, texts=refused_texts,
-                frame_ms=frame_ms, verify=verify, load_ms=load_ms)
-    log.info("loaded %s version %d: %d clips (%d unavailable), %.1f MB mapped, "
-             "%.2f ms", root, manifest.version, len(clips), len(unavailable),
-             bank.nbytes / 1e6, load_ms)
-    return bank
+    return clips, unavailable, refused_texts
 
