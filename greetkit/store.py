@@ -166,6 +166,50 @@ def _store_error(path: Path, what: str, exc: OSError) -> StoreError:
     return err
 
 
+def _acquire_lock(root: Path, wait: float) -> int:
+    """The open, flock'ed ``root/.lock`` (see :meth:`Store.lock`): waits up to ``wait``
+    seconds for another holder, else raises :class:`StoreLocked` naming it."""
+    import fcntl  # POSIX only: building needs it, reading a store (verify, list) does not
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _store_error(root, "cannot create", exc) from exc
+    path = root / LOCK_NAME
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            # O_NOFOLLOW: a .lock symlinked to another file must not get it truncated.
+            fd = os.open(path, os.O_CREAT | os.O_RDWR | _NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise _store_error(root, "cannot lock", exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            holder = _read_pid(path)
+            who = f"pid {holder}" if holder else "another process"
+            raise StoreLocked(
+                f"{root}: another build ({who}) is writing this store; wait for it "
+                "(build --wait SECONDS) or stop that process"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise _store_error(root, "cannot lock", exc) from exc
+        # The previous holder unlinks the file before releasing it: only a lock on the
+        # file that is at ``path`` right now counts.
+        try:
+            st, now = os.fstat(fd), os.stat(path)
+            current = (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
+        except FileNotFoundError:
+            current = False
+        if current:
+            return fd
+        os.close(fd)
+
+
 class Store:
     """A store directory: write clips, publish manifests, verify and collect garbage."""
 
@@ -280,45 +324,8 @@ class Store:
         both judge a dead pid stale, and the second would delete the first one's fresh lock.)
         Raises :class:`StoreLocked` naming the holder if another live build has it.
         """
-        import fcntl  # POSIX only: building needs it, reading a store (verify, list) does not
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _store_error(self.root, "cannot create", exc) from exc
+        fd = _acquire_lock(self.root, wait)
         path = self.root / LOCK_NAME
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                # O_NOFOLLOW: a .lock symlinked to another file must not get it truncated.
-                fd = os.open(path, os.O_CREAT | os.O_RDWR | _NOFOLLOW, 0o644)
-            except OSError as exc:
-                raise _store_error(self.root, "cannot lock", exc) from exc
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                if time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    continue
-                holder = _read_pid(path)
-                who = f"pid {holder}" if holder else "another process"
-                raise StoreLocked(
-                    f"{self.root}: another build ({who}) is writing this store; wait for it "
-                    "(build --wait SECONDS) or stop that process"
-                ) from None
-            except OSError as exc:
-                os.close(fd)
-                raise _store_error(self.root, "cannot lock", exc) from exc
-            # The previous holder unlinks the file before releasing it: only a lock on the
-            # file that is at ``path`` right now counts.
-            try:
-                st, now = os.fstat(fd), os.stat(path)
-                current = (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
-            except FileNotFoundError:
-                current = False
-            if current:
-                break
-            os.close(fd)
         try:
             os.ftruncate(fd, 0)  # drop a dead build's pid
             os.write(fd, f"{os.getpid()}\n".encode())
