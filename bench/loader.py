@@ -47,7 +47,7 @@ def write_bank(root: Path, n: int, seconds: float, seed: int = 7) -> Path:
     """A store of ``n`` synthetic clips (tone + noise) in greetkit's format, 48k + 24k."""
     import soxr
 
-    from greetkit.manifest import ClipEntry, Manifest, Variant
+    from greetkit.manifest import ClipEntry, ClipFile, Manifest
     from greetkit.store import CLIPS_DIR, Store
     from greetkit.wav import encode, read_header
 
@@ -67,19 +67,15 @@ def write_bank(root: Path, n: int, seconds: float, seed: int = 7) -> Path:
             name = f"c{i:03d}.{'b' * 16}" + ("" if rate == 48000 else f".{rate}") + \
                 f"-{sha[:12]}.wav"
             (store.clips / name).write_bytes(data)  # bench only: no fsync needed
-            files[rate] = (f"{CLIPS_DIR}/{name}", sha, len(data), read_header(data).data_offset,
-                           int(pcm.size))
-        f48 = files[48000]
-        variants = tuple(Variant(sample_rate=r, file=f[0], sha256=f[1], bytes=f[2],
-                                 data_offset=f[3], samples=f[4], lufs=-18.0, true_peak_db=-3.0)
-                         for r, f in files.items() if r != 48000)
+            files[rate] = ClipFile(sample_rate=rate, file=f"{CLIPS_DIR}/{name}", sha256=sha,
+                                   bytes=len(data), data_offset=read_header(data).data_offset,
+                                   samples=int(pcm.size), lufs=-18.0, true_peak_db=-3.0)
         entries.append(ClipEntry(
             key=f"c{i:03d}", phrase=f"p{i:03d}", language="en", text=f"clip {i}",
             engine="bench", voice="tone", preferred_engine="bench", draft=False,
-            content_key="b" * 64, file=f48[0], sha256=f48[1], bytes=f48[2],
-            data_offset=f48[3], sample_rate=48000, channels=1, samples=f48[4],
-            duration=f48[4] / 48000, lufs=-18.0, true_peak_db=-3.0, target_lufs=-18.0,
-            true_peak_ceiling_db=-1.5, gain_db=0.0, limiter_db=0.0, variants=variants))
+            content_key="b" * 64, channels=1, duration=files[48000].samples / 48000,
+            target_lufs=-18.0, true_peak_ceiling_db=-1.5, gain_db=0.0, limiter_db=0.0,
+            files=files))
     store.publish(Manifest(version=1, built_at="bench", generator="bench",
                            default_language="en", languages=("en",),
                            phrases=tuple(e.phrase for e in entries), clips=tuple(entries)))
@@ -110,7 +106,7 @@ def bench_frames(store: Path) -> dict[str, float]:
     bank = greetkit.load(store)
     key = "c000"
     clip = bank[key]
-    wav = str(store / clip.entry.file)
+    wav = str(store / clip.entry.base.file)
     pcm = clip.samples
     prebuilt = [rtc.AudioFrame(pcm[i:i + 960].tobytes(), 48000, 1, len(pcm[i:i + 960]))
                 for i in range(0, len(pcm), 960)]

@@ -38,7 +38,7 @@ from greetkit.errors import (
 )
 from greetkit.keys import content_key as content_key
 from greetkit.keys import stale_reason
-from greetkit.manifest import ClipEntry, EngineRecord, Manifest, Variant
+from greetkit.manifest import ClipEntry, EngineRecord, Manifest
 from greetkit.pool import default_jobs, dsp_executor
 from greetkit.render import (
     Rendered,
@@ -146,9 +146,9 @@ class _Builder:
         if entry.draft and not self.unusable(clip.engine):
             return False  # the real engine is back: replace the draft
         # Cheap check only (exists, size); 'greetkit verify' does the checksums.
-        for rel, size in [(entry.file, entry.bytes)] + [(v.file, v.bytes) for v in entry.variants]:
+        for f in entry.files.values():
             try:
-                if self.store.path_of(rel).stat().st_size != size:
+                if self.store.path_of(f.file).stat().st_size != f.bytes:
                     return False
             except (OSError, StoreError):
                 return False
@@ -230,32 +230,28 @@ class _Builder:
         clip, choice, key = rendered.clip, rendered.choice, rendered.content_key
         stem = f"{clip.key}.{key[:16]}"
         main: Any = None
-        variants = []
+        files = {}
         for out in rendered.outputs:
             rate = out.sample_rate
             stored = self.store.write_clip(stem if rate == BASE_RATE else f"{stem}.{rate}",
                                            out.pcm, rate)
             if rate == BASE_RATE:
-                main = (out, stored)
-            else:
-                variants.append(Variant(sample_rate=rate, file=stored.file, sha256=stored.sha256,
-                                        bytes=stored.bytes, data_offset=stored.data_offset,
-                                        samples=stored.samples, lufs=round(out.lufs, 3),
-                                        true_peak_db=round(out.true_peak_db, 3)))
-        out, stored = main
+                main = out  # the base file's chain: its gain, limiting and warnings are the clip's
+            files[rate] = stored.record(lufs=round(out.lufs, 3),
+                                        true_peak_db=round(out.true_peak_db, 3))
+        out = main
+        files = {BASE_RATE: files.pop(BASE_RATE), **files}
         return ClipEntry(
             key=clip.key, phrase=clip.phrase, language=clip.language, text=clip.text,
             engine=choice.engine, voice=choice.voice, preferred_engine=clip.engine,
             draft=choice.engine != clip.engine, draft_reason=choice.draft_reason,
             engine_version=rendered.engine_version,
-            content_key=key, file=stored.file, sha256=stored.sha256, bytes=stored.bytes,
-            data_offset=stored.data_offset, sample_rate=BASE_RATE, channels=1,
-            samples=stored.samples, duration=round(stored.samples / BASE_RATE, 4),
-            lufs=round(out.lufs, 3), true_peak_db=round(out.true_peak_db, 3),
+            content_key=key, channels=1,
+            duration=round(files[BASE_RATE].samples / BASE_RATE, 4),
             target_lufs=clip.loudness.target_lufs,
             true_peak_ceiling_db=clip.loudness.true_peak_ceiling_db,
             gain_db=round(out.gain_db, 3), limiter_db=round(out.limiter_db, 3),
-            warnings=tuple(out.warnings), variants=tuple(variants),
+            warnings=tuple(out.warnings), files=files,
         )
 
     # -- 6. publish ---------------------------------------------------------------------

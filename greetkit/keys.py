@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greetkit.errors import GreetkitError
-from greetkit.manifest import FORMAT, ClipEntry
+from greetkit.manifest import CLIP_FORMAT, ClipEntry
 from greetkit.params import DspParams
 from greetkit.spec import DRAFT_ENGINE, ClipSpec, Spec
 
@@ -37,7 +37,7 @@ def content_key(clip: ClipSpec, engine: Engine, voice: str) -> str:
     dsp = DspParams(target_lufs=clip.loudness.target_lufs,
                     true_peak_ceiling_db=clip.loudness.true_peak_ceiling_db)
     payload = {
-        "format": FORMAT,
+        "format": CLIP_FORMAT,
         "text": clip.text,
         "language": clip.language,
         "engine": engine.name,
@@ -83,7 +83,7 @@ def stale_reason(entry: ClipEntry, clip: ClipSpec | None,
     if key != entry.content_key:
         return _what_changed(entry, clip, voice)
     if sample_rates is not None:
-        built = {entry.sample_rate} | {v.sample_rate for v in entry.variants}
+        built = set(entry.files)
         if built != set(sample_rates):
             return (f"sample rates changed in voices.yaml ({sorted(built)} -> "
                     f"{sorted(set(sample_rates))})")

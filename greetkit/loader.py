@@ -58,6 +58,7 @@ from greetkit.manifest import (
     BASE_RATE,
     MANIFEST_NAME,
     ClipEntry,
+    ClipFile,
     Manifest,
     read_json,
     read_manifest,
@@ -391,8 +392,7 @@ class Bank(Mapping[str, Clip]):
     @property
     def nbytes(self) -> int:
         """Bytes of clip files mapped (every rate)."""
-        return sum(c.entry.bytes + sum(v.bytes for v in c.entry.variants)
-                   for c in self._clips.values())
+        return sum(f.bytes for c in self._clips.values() for f in c.entry.files.values())
 
     # -- selection --------------------------------------------------------------------------
     def select(self, phrase: str, language: str | None = None, *, sample_rate: int | None = None,
@@ -565,8 +565,7 @@ class Bank(Mapping[str, Clip]):
     def _files(self) -> Iterator[tuple[str, _MappedFile]]:
         for clip in self._clips.values():
             for rate, f in clip._files.items():
-                rel = clip.entry.file if rate == BASE_RATE else _variant_file(clip.entry, rate)
-                yield rel, f
+                yield clip.entry.files[rate].file, f
 
 
 def _integration(name: str) -> ModuleType:
@@ -597,11 +596,6 @@ def _warm_integrations() -> None:
         log.warning("importing the LiveKit integration failed: %r", exc)
 
 
-def _variant_file(entry: ClipEntry, rate: int) -> str:
-    v = entry.variant(rate)
-    return v.file if v is not None else entry.file
-
-
 # -- loading ----------------------------------------------------------------------------------
 
 class _ClipProblem(Exception):
@@ -622,8 +616,8 @@ class _Mapper:
         if previous is not None:
             self._reuse = {(rel, f.sha256): f for rel, f in previous._files()}
 
-    def map(self, rel: str, sha256: str, size: int, rate: int, data_offset: int,
-            samples: int) -> _MappedFile:
+    def map(self, f: ClipFile) -> _MappedFile:
+        rel, sha256, size, data_offset = f.file, f.sha256, f.bytes, f.data_offset
         reused = self._reuse.get((rel, sha256))
         if reused is not None:
             return reused
@@ -654,8 +648,8 @@ class _Mapper:
             # The header is read with pread, not through the mapping: touching the mapping
             # would fault in (and count in RSS) a run of pages per file at every load.
             try:
-                check_layout(os.pread(fd, data_offset, 0), size, sample_rate=rate,
-                             data_offset=data_offset, samples=samples)
+                check_layout(os.pread(fd, data_offset, 0), size, sample_rate=f.sample_rate,
+                             data_offset=data_offset, samples=f.samples)
             except AudioError as exc:
                 raise _ClipProblem(f"{rel}: bad WAV header: {exc}") from None
             try:
@@ -666,26 +660,24 @@ class _Mapper:
             raise _ClipProblem(f"{rel}: cannot be read ({exc.strerror})") from None
         finally:
             os.close(fd)
-        return _MappedFile(path, mapped, data_offset, samples, sha256)
+        return _MappedFile(path, mapped, data_offset, f.samples, sha256)
 
 
 def _map_clip(mapper: _Mapper, entry: ClipEntry) -> tuple[Clip, list[str]]:
     """Map a clip and its variants. A bad variant is dropped (its problem returned); a bad
     48 kHz file makes the whole clip unavailable (raises _ClipProblem)."""
-    if entry.sample_rate != BASE_RATE or entry.channels != 1:
-        raise _ClipProblem(f"stored at {entry.sample_rate} Hz x {entry.channels} channels; "
+    if entry.channels != 1:
+        raise _ClipProblem(f"stored with {entry.channels} channels; "
                            "this greetkit plays 48 kHz mono clips")
-    files = {BASE_RATE: mapper.map(entry.file, entry.sha256, entry.bytes, BASE_RATE,
-                                   entry.data_offset, entry.samples)}
+    files = {BASE_RATE: mapper.map(entry.base)}
     dropped = []
-    for v in entry.variants:
-        if v.sample_rate in files:
+    for rate, f in entry.files.items():
+        if rate == BASE_RATE:
             continue
         try:
-            files[v.sample_rate] = mapper.map(v.file, v.sha256, v.bytes, v.sample_rate,
-                                              v.data_offset, v.samples)
+            files[rate] = mapper.map(f)
         except _ClipProblem as exc:
-            dropped.append(f"{v.sample_rate} Hz variant unavailable: {exc}")
+            dropped.append(f"{rate} Hz variant unavailable: {exc}")
     clip = Clip(key=entry.key, phrase=entry.phrase, language=entry.language, text=entry.text,
                 draft=entry.draft, entry=entry, _files=files)
     return clip, dropped

@@ -4,22 +4,27 @@ The manifest is the only file readers trust. It names every clip, the immutable 
 its bytes, and that file's checksum. The build writes it last and atomically, so a reader sees
 either the old bank or the new one, never a mix.
 
-Format 1 (documented in the README):
+Format 2 (documented in the README): every stored file of a clip, 48 kHz included, is one
+entry of ``files`` keyed by its sample rate, so readers walk one shape:
 
 .. code-block:: json
 
-    {"format": 1, "version": 7, "built_at": "...", "generator": "greetkit 0.1.0",
+    {"format": 2, "version": 7, "built_at": "...", "generator": "greetkit 0.1.0",
      "default_language": "en", "languages": ["en", "zh"], "phrases": ["default", ...],
      "clips": [{"key": "en_default", "phrase": "default", "language": "en", "text": "...",
                 "engine": "espeak", "voice": "en-us", "preferred_engine": "edge", "draft": true,
-                "draft_reason": "...", "content_key": "...", "file": "clips/en_default.<k>.wav",
-                "sha256": "...", "bytes": 123, "data_offset": 44, "sample_rate": 48000,
-                "channels": 1, "samples": 96000, "duration": 2.0, "lufs": -18.0,
-                "true_peak_db": -1.6, "target_lufs": -18.0, "true_peak_ceiling_db": -1.5,
-                "gain_db": 3.2, "limiter_db": 0.0, "warnings": [],
-                "variants": [{"sample_rate": 24000, "file": "...", "sha256": "...",
-                              "bytes": 1, "data_offset": 44, "samples": 48000,
-                              "lufs": -18.0, "true_peak_db": -1.7}]}]}
+                "draft_reason": "...", "content_key": "...", "channels": 1, "duration": 2.0,
+                "target_lufs": -18.0, "true_peak_ceiling_db": -1.5, "gain_db": 3.2,
+                "limiter_db": 0.0, "warnings": [],
+                "files": {"48000": {"file": "clips/en_default.<k>-<sha>.wav", "sha256": "...",
+                                    "bytes": 192044, "data_offset": 44, "samples": 96000,
+                                    "lufs": -18.0, "true_peak_db": -1.6},
+                          "24000": {"file": "...", ...}}}]}
+
+Format 1 (greetkit before the format bump) kept the 48 kHz file's fields inline in the clip
+(``file``, ``sha256``, ``bytes``, ``data_offset``, ``sample_rate``, ``samples``, ``lufs``,
+``true_peak_db``) and the other rates in a ``variants`` list. It is still read: :func:`validate`
+turns it into the same :class:`ClipEntry`, so no reader sees the difference.
 """
 
 from __future__ import annotations
@@ -34,8 +39,14 @@ from typing import Any
 
 from greetkit.errors import StoreError
 
-#: The manifest layout this greetkit writes and reads. Bump on incompatible changes.
-FORMAT = 1
+#: The manifest layout this greetkit writes. Bump on incompatible changes.
+FORMAT = 2
+#: Every layout it reads (format 1: the 48 kHz file inline, other rates in ``variants``).
+READ_FORMATS = (1, 2)
+#: The layout of the clip files themselves (mono PCM_16 WAV, named by checksum): part of every
+#: content key. The manifest's :data:`FORMAT` is not: re-indexing the same bytes in a new
+#: manifest layout must not make every clip stale.
+CLIP_FORMAT = 1
 #: The rate every clip is stored at (the loader plays it when no other rate is asked for);
 #: ``defaults.sample_rates`` in voices.yaml adds others.
 BASE_RATE = 48000
@@ -50,17 +61,26 @@ def version_name(version: int) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Variant:
-    """The same clip at another output sample rate (48 kHz is the clip itself)."""
+class ClipFile:
+    """One stored file of a clip: the clip at one output sample rate."""
 
     sample_rate: int
+    #: Store-relative path (``clips/<key>.<ck>[.<rate>]-<sha>.wav``).
     file: str
     sha256: str
     bytes: int
+    #: Byte offset of the PCM in the file (past the WAV header).
     data_offset: int
     samples: int
+    #: Measured integrated loudness (BS.1770-4, LUFS) and true peak (dBTP) of this file.
     lufs: float
     true_peak_db: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's object in format 2 (its rate is the key it is stored under)."""
+        d = asdict(self)
+        del d["sample_rate"]
+        return d
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,16 +96,8 @@ class ClipEntry:
     preferred_engine: str
     draft: bool
     content_key: str
-    file: str
-    sha256: str
-    bytes: int
-    data_offset: int
-    sample_rate: int
     channels: int
-    samples: int
     duration: float
-    lufs: float
-    true_peak_db: float
     target_lufs: float
     true_peak_ceiling_db: float
     gain_db: float
@@ -95,19 +107,33 @@ class ClipEntry:
     #: options (None in manifests written before this field).
     engine_version: str | None = None
     warnings: tuple[str, ...] = ()
-    variants: tuple[Variant, ...] = ()
+    #: Every stored file, keyed by sample rate, :data:`BASE_RATE` first (the schema refuses a
+    #: clip without one).
+    files: Mapping[int, ClipFile] = field(default_factory=dict)
 
-    def variant(self, sample_rate: int) -> Variant | None:
-        """The stored variant at ``sample_rate``, or None (48 kHz is the entry itself)."""
-        for v in self.variants:
-            if v.sample_rate == sample_rate:
-                return v
-        return None
+    def __hash__(self) -> int:  # ``files`` is a dict: hash what identifies the entry
+        return hash((self.key, self.content_key, tuple(self.files.values())))
+
+    @property
+    def base(self) -> ClipFile:
+        """The :data:`BASE_RATE` file (every clip has one)."""
+        return self.files[BASE_RATE]
+
+    @property
+    def lufs(self) -> float:
+        """The clip's measured loudness (of its :data:`BASE_RATE` file; every rate is leveled
+        to the same target)."""
+        return self.base.lufs
+
+    @property
+    def true_peak_db(self) -> float:
+        """The true peak of the :data:`BASE_RATE` file, dBTP."""
+        return self.base.true_peak_db
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "files"}
         d["warnings"] = list(self.warnings)
-        d["variants"] = [asdict(v) for v in self.variants]
+        d["files"] = {str(rate): f.to_json() for rate, f in self.files.items()}
         return d
 
     @classmethod
@@ -123,7 +149,6 @@ class ClipEntry:
 
 # Computed once: dataclasses.fields() per entry is a measurable share of a 200-clip load.
 _ENTRY_FIELDS = frozenset(f.name for f in fields(ClipEntry))
-_VARIANT_FIELDS = tuple(f.name for f in fields(Variant))
 
 
 @dataclass(frozen=True)
@@ -156,6 +181,7 @@ class Manifest:
     languages: tuple[str, ...]
     phrases: tuple[str, ...]
     clips: tuple[ClipEntry, ...]
+    #: The layout it was read in (:data:`READ_FORMATS`); it is always written as :data:`FORMAT`.
     format: int = FORMAT
     #: phrase -> {"text": {language: text}} for clips that could not be built; the loader
     #: speaks these with live TTS.
@@ -171,7 +197,7 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": self.format,
+            "format": FORMAT,  # written in this layout whatever format it was read from
             "version": self.version,
             "built_at": self.built_at,
             "generator": self.generator,
@@ -338,20 +364,65 @@ _SAMPLES = (0, 2**31)
 _OFFSET = (12, 2**32)
 
 
-def _variant(data: Any, name: str) -> Variant:
+def _file(data: Any, name: str, rate: int) -> ClipFile:
+    """One stored file's fields (``name`` prefixes the field names in messages)."""
     if not isinstance(data, dict):
         raise _Bad(f"{name}: expected an object, got {_show(data)}")
     g = data.get
-    return Variant(
-        sample_rate=_int(g("sample_rate"), f"{name}.sample_rate", *_RATE),
-        file=_path(g("file"), f"{name}.file"),
-        sha256=_sha(g("sha256"), f"{name}.sha256"),
-        bytes=_int(g("bytes"), f"{name}.bytes", *_BYTES),
-        data_offset=_int(g("data_offset"), f"{name}.data_offset", *_OFFSET),
-        samples=_int(g("samples"), f"{name}.samples", *_SAMPLES),
-        lufs=_float(g("lufs"), f"{name}.lufs", *_DB),
-        true_peak_db=_float(g("true_peak_db"), f"{name}.true_peak_db", *_DB),
+    return ClipFile(
+        sample_rate=rate,
+        file=_path(g("file"), f"{name}file"),
+        sha256=_sha(g("sha256"), f"{name}sha256"),
+        bytes=_int(g("bytes"), f"{name}bytes", *_BYTES),
+        data_offset=_int(g("data_offset"), f"{name}data_offset", *_OFFSET),
+        samples=_int(g("samples"), f"{name}samples", *_SAMPLES),
+        lufs=_float(g("lufs"), f"{name}lufs", *_DB),
+        true_peak_db=_float(g("true_peak_db"), f"{name}true_peak_db", *_DB),
     )
+
+
+_MAX_FILES = 64
+
+
+def _files_v2(value: Any) -> dict[int, ClipFile]:
+    """Format 2's ``files``: rate (a decimal string) -> file."""
+    if not isinstance(value, dict) or not value or len(value) > _MAX_FILES:
+        raise _Bad(f"files: expected an object of 1 to {_MAX_FILES} files keyed by sample "
+                   f"rate, got {_show(value)}")
+    files: dict[int, ClipFile] = {}
+    for key, data in value.items():
+        if not (isinstance(key, str) and key.isascii() and key.isdigit()
+                and key == str(int(key[:7])) and _RATE[0] <= int(key) <= _RATE[1]):
+            raise _Bad(f"files: key {str(key)[:20]!r} is not a sample rate "
+                       f"({_RATE[0]}..{_RATE[1]})")
+        files[int(key)] = _file(data, f"files.{key}.", int(key))
+    return _base_first(files)
+
+
+def _files_v1(data: dict[str, Any]) -> dict[int, ClipFile]:
+    """Format 1: the base file's fields inline in the clip, other rates in ``variants``."""
+    g = data.get
+    rate = _int(g("sample_rate"), "sample_rate", *_RATE)
+    files = {rate: _file(data, "", rate)}
+    variants = g("variants", [])
+    if not isinstance(variants, list) or len(variants) > _MAX_FILES:
+        raise _Bad(f"variants: expected a list of at most {_MAX_FILES} objects, got "
+                   f"{_show(variants)}")
+    for i, v in enumerate(variants):
+        name = f"variants[{i}]"
+        if not isinstance(v, dict):
+            raise _Bad(f"{name}: expected an object, got {_show(v)}")
+        v_rate = _int(v.get("sample_rate"), f"{name}.sample_rate", *_RATE)
+        files.setdefault(v_rate, _file(v, f"{name}.", v_rate))  # a repeated rate: first wins
+    return _base_first(files)
+
+
+def _base_first(files: dict[int, ClipFile]) -> dict[int, ClipFile]:
+    if BASE_RATE not in files:
+        have = ", ".join(str(r) for r in files)
+        raise _Bad(f"files: no {BASE_RATE} Hz file (has {have}); this greetkit plays "
+                   f"{BASE_RATE // 1000} kHz clips")
+    return {BASE_RATE: files.pop(BASE_RATE), **files}
 
 
 _TARGET = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*")
@@ -382,14 +453,12 @@ def _engines(value: Any) -> dict[str, EngineRecord]:
     return records
 
 
-def _clip(data: Any) -> ClipEntry:
-    """One clip entry, every field checked (a missing field reads as null: refused)."""
+def _clip(data: Any, fmt: int = FORMAT) -> ClipEntry:
+    """One clip entry of manifest format ``fmt``, every field checked (a missing field reads
+    as null: refused)."""
     if not isinstance(data, dict):
         raise _Bad(f"expected an object, got {_show(data)}")
     g = data.get
-    variants = g("variants", [])
-    if not isinstance(variants, list) or len(variants) > 64:
-        raise _Bad(f"variants: expected a list of at most 64 objects, got {_show(variants)}")
     reason = g("draft_reason")
     return ClipEntry(
         key=_str(g("key"), "key"),
@@ -404,22 +473,14 @@ def _clip(data: Any) -> ClipEntry:
         engine_version=(None if g("engine_version") is None
                         else _str(g("engine_version"), "engine_version", empty=True)),
         content_key=_str(g("content_key"), "content_key", empty=True),
-        file=_path(g("file"), "file"),
-        sha256=_sha(g("sha256"), "sha256"),
-        bytes=_int(g("bytes"), "bytes", *_BYTES),
-        data_offset=_int(g("data_offset"), "data_offset", *_OFFSET),
-        sample_rate=_int(g("sample_rate"), "sample_rate", *_RATE),
         channels=_int(g("channels"), "channels", 1, 64),
-        samples=_int(g("samples"), "samples", *_SAMPLES),
         duration=_float(g("duration"), "duration", 0.0, 2.0**31),
-        lufs=_float(g("lufs"), "lufs", *_DB),
-        true_peak_db=_float(g("true_peak_db"), "true_peak_db", *_DB),
         target_lufs=_float(g("target_lufs"), "target_lufs", *_DB),
         true_peak_ceiling_db=_float(g("true_peak_ceiling_db"), "true_peak_ceiling_db", *_DB),
         gain_db=_float(g("gain_db"), "gain_db", *_DB),
         limiter_db=_float(g("limiter_db"), "limiter_db", *_DB),
         warnings=_strs(g("warnings", []), "warnings"),
-        variants=tuple(_variant(v, f"variants[{i}]") for i, v in enumerate(variants)),
+        files=_files_v1(data) if fmt == 1 else _files_v2(g("files")),
     )
 
 
@@ -465,10 +526,11 @@ def validate(data: Any, *, source: str = MANIFEST_NAME) -> Manifest:
     if not isinstance(data, dict):
         raise StoreError(f"{source}: manifest is not a JSON object; {_FIX}")
     fmt = data.get("format")
-    if type(fmt) is not int or fmt != FORMAT:
+    if type(fmt) is not int or fmt not in READ_FORMATS:
         raise StoreError(
             f"{source}: manifest format {fmt!r:.40} is not supported by this greetkit "
-            f"(reads format {FORMAT}); upgrade greetkit or rebuild the bank"
+            f"(reads formats {', '.join(map(str, READ_FORMATS))}); upgrade greetkit or "
+            "rebuild the bank"
         )
     try:
         g = data.get
@@ -500,7 +562,7 @@ def validate(data: Any, *, source: str = MANIFEST_NAME) -> Manifest:
     seen: set[str] = set()
     for i, raw in enumerate(clips_raw):
         try:
-            entry = _clip(raw)
+            entry = _clip(raw, fmt)
             if entry.key in seen:
                 raise _Bad(f"key: {entry.key!r} is used by an earlier clip")
         except _Bad as exc:
@@ -508,7 +570,7 @@ def validate(data: Any, *, source: str = MANIFEST_NAME) -> Manifest:
             continue
         seen.add(entry.key)
         clips.append(entry)
-    return Manifest(version=version, built_at=built_at, generator=generator,
+    return Manifest(format=fmt, version=version, built_at=built_at, generator=generator,
                     default_language=default_language, languages=languages,
                     phrases=phrases, texts=texts, clips=tuple(clips), engines=engines,
                     refused=tuple(refused))
@@ -576,7 +638,7 @@ def read_manifest(directory: Path, *, version: int | None = None) -> Manifest | 
     ``manifests/<version>.json``); None when there is none yet.
 
     Raises :class:`StoreError` (one line naming the file and the fix) when the file cannot
-    be read, is too large or too deep, is not JSON, or its top level is not a format-1
+    be read, is too large or too deep, is not JSON, or its top level is not a format-1 or -2
     manifest. Bad clips do not raise: they are in :attr:`Manifest.refused`.
     """
     path = directory / (MANIFEST_NAME if version is None

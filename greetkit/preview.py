@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from greetkit.errors import ClipNotFound, SpecError, SpecIssue, StoreError
-from greetkit.manifest import ClipEntry, Manifest
+from greetkit.manifest import ClipEntry, ClipFile, Manifest
 from greetkit.suggest import suggest
 
 #: Set to ``none`` to never open an audio device (servers, CI, tests).
@@ -89,8 +89,7 @@ def find_entry(manifest: Manifest, key: str) -> ClipEntry:
     raise err
 
 
-def read_pcm(path: Path, *, sha256: str, size: int, sample_rate: int, data_offset: int,
-             samples: int) -> npt.NDArray[np.int16]:
+def read_pcm(path: Path, record: ClipFile) -> npt.NDArray[np.int16]:
     """The int16 samples of a stored clip file, after checking it against the manifest.
 
     Raises :class:`StoreError` when the file is missing, has other bytes than the manifest
@@ -103,12 +102,12 @@ def read_pcm(path: Path, *, sha256: str, size: int, sample_rate: int, data_offse
     except OSError as exc:
         raise StoreError(f"{path}: cannot read clip ({exc.strerror}); run 'greetkit build'"
                          ) from exc
-    problem = file_problem(data, size=size, sha256=sha256, sample_rate=sample_rate,
-                           data_offset=data_offset, samples=samples)
+    problem = file_problem(data, record)
     if problem is not None:
         raise StoreError(f"{path}: does not match the manifest: {problem}; run "
                          "'greetkit verify' and 'greetkit build --force'")
-    return np.frombuffer(data, dtype="<i2", count=samples, offset=data_offset).astype(np.int16)
+    return np.frombuffer(data, dtype="<i2", count=record.samples,
+                         offset=record.data_offset).astype(np.int16)
 
 
 def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None,
@@ -121,7 +120,7 @@ def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None,
     Raises :class:`StoreError` when there is no manifest or the file does not match it, and
     :class:`ClipNotFound` (exit code 2) for an unknown key or a rate with no stored variant.
     """
-    from greetkit.spec import BASE_RATE
+    from greetkit.manifest import BASE_RATE
     from greetkit.store import Store
 
     store = Store(store_dir)
@@ -129,23 +128,13 @@ def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None,
     if manifest is None:
         raise StoreError(f"{store.root}: no manifest.json; run 'greetkit build' first")
     entry = find_entry(manifest, key)
-    rel, sha, size, offset, samples = (entry.file, entry.sha256, entry.bytes, entry.data_offset,
-                                       entry.samples)
-    lufs, peak, sample_rate = entry.lufs, entry.true_peak_db, entry.sample_rate
-    if rate is not None and rate != BASE_RATE:
-        variant = entry.variant(rate)
-        if variant is None:
-            rates = [f"{key} at {r} Hz" for r in
-                     (entry.sample_rate, *(v.sample_rate for v in entry.variants))]
-            err = ClipNotFound(f"{key} at {rate} Hz", rates)
-            err.exit_code = 2
-            raise err
-        rel, sha, size, offset, samples = (variant.file, variant.sha256, variant.bytes,
-                                           variant.data_offset, variant.samples)
-        lufs, peak, sample_rate = variant.lufs, variant.true_peak_db, variant.sample_rate
-    path = store.path_of(rel)
-    pcm = read_pcm(path, sha256=sha, size=size, sample_rate=sample_rate, data_offset=offset,
-                   samples=samples)
+    stored = entry.files.get(rate or BASE_RATE)
+    if stored is None:
+        err = ClipNotFound(f"{key} at {rate} Hz", [f"{key} at {r} Hz" for r in entry.files])
+        err.exit_code = 2
+        raise err
+    path = store.path_of(stored.file)
+    pcm = read_pcm(path, stored)
     stale = None
     if spec is not None:
         from greetkit.errors import GreetkitError
@@ -161,7 +150,8 @@ def load_clip(store_dir: Path | str, key: str, *, rate: int | None = None,
             stale = stale_reason(entry, wanted.get(entry.key), loaded.sample_rates)
     return Preview(
         key=entry.key, text=entry.text, language=entry.language, engine=entry.engine,
-        voice=entry.voice, sample_rate=sample_rate, pcm=pcm, lufs=lufs, true_peak_db=peak,
+        voice=entry.voice, sample_rate=stored.sample_rate, pcm=pcm, lufs=stored.lufs,
+        true_peak_db=stored.true_peak_db,
         target_lufs=entry.target_lufs, true_peak_ceiling_db=entry.true_peak_ceiling_db,
         draft=entry.draft, draft_reason=entry.draft_reason,
         preferred_engine=entry.preferred_engine, version=manifest.version,

@@ -487,22 +487,13 @@ def _env_config(scheme: str) -> dict[str, Any]:
 
 
 def _files(manifest: Manifest) -> list[str]:
-    """Every clip file a manifest names, 48 kHz and variants, without duplicates."""
-    seen: dict[str, None] = {}
-    for c in manifest.clips:
-        seen[c.file] = None
-        for v in c.variants:
-            seen[v.file] = None
-    return list(seen)
+    """Every clip file a manifest names, at every rate, without duplicates."""
+    return list(_checksums(manifest))
 
 
 def _checksums(manifest: Manifest) -> dict[str, tuple[str, int]]:
-    sums: dict[str, tuple[str, int]] = {}
-    for c in manifest.clips:
-        sums[c.file] = (c.sha256, c.bytes)
-        for v in c.variants:
-            sums[v.file] = (v.sha256, v.bytes)
-    return sums
+    """file -> (sha256, bytes) for every clip file a manifest names."""
+    return {f.file: (f.sha256, f.bytes) for c in manifest.clips for f in c.files.values()}
 
 
 def _have(store: Store, rel: str, expected: tuple[str, int]) -> bool:

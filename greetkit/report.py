@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from greetkit.errors import GreetkitError, SpecError, SpecIssue, StoreError
-from greetkit.manifest import ClipEntry, Manifest
+from greetkit.manifest import BASE_RATE, ClipEntry, Manifest
 
 TEMPLATE = "report.html.j2"
 REPORT_NAME = "index.html"
@@ -193,17 +193,14 @@ def collect(store_dir: Path | str, spec_path: Path | str | None = None,
         problem = None
         wave_: Wave | None = None
         try:
-            path = store.path_of(entry.file)
-            pcm = read_pcm(path, sha256=entry.sha256, size=entry.bytes,
-                           sample_rate=entry.sample_rate, data_offset=entry.data_offset,
-                           samples=entry.samples)
+            path = store.path_of(entry.base.file)
+            pcm = read_pcm(path, entry.base)
             wave_ = wave(pcm, entry.true_peak_ceiling_db)
         except StoreError as exc:
             problem = str(exc)
-            path = store.root / entry.file
-        variants = []
-        for v in entry.variants:
-            variants.append((v.sample_rate, _href(store.root / v.file, page.parent)))
+            path = store.root / entry.base.file
+        variants = [(rate, _href(store.root / f.file, page.parent))
+                    for rate, f in entry.files.items() if rate != BASE_RATE]
         rows.append(ClipRow(
             entry=entry, src=_href(path, page.parent), variants=tuple(variants), wave=wave_,
             loudness_ok=loudness_note(entry.lufs, entry.target_lufs) == "ok",

@@ -33,6 +33,7 @@ from greetkit.manifest import (
     MANIFEST_NAME,
     MANIFESTS_DIR,
     ClipEntry,
+    ClipFile,
     Manifest,
     path_problem,
     read_manifest,
@@ -55,21 +56,27 @@ class StoredFile:
     bytes: int
     data_offset: int
     samples: int
+    sample_rate: int
+
+    def record(self, *, lufs: float, true_peak_db: float) -> ClipFile:
+        """The manifest's record of this file, with its measured loudness."""
+        return ClipFile(sample_rate=self.sample_rate, file=self.file, sha256=self.sha256,
+                        bytes=self.bytes, data_offset=self.data_offset, samples=self.samples,
+                        lufs=lufs, true_peak_db=true_peak_db)
 
 
-def file_problem(data: bytes, *, size: int, sha256: str, sample_rate: int, data_offset: int,
-                 samples: int) -> str | None:
-    """What is wrong with a stored clip file's ``data`` against its manifest record (size,
+def file_problem(data: bytes, record: ClipFile) -> str | None:
+    """What is wrong with a stored clip file's ``data`` against its manifest ``record`` (size,
     checksum, then WAV layout), or None. The one check ``verify``, ``preview`` and the
     report make before trusting a file's bytes (the loader makes it lazily, see
     :mod:`greetkit.loader`)."""
-    if len(data) != size:
-        return f"{len(data)} bytes, manifest says {size} (truncated?)"
-    if hashlib.sha256(data).hexdigest() != sha256:
+    if len(data) != record.bytes:
+        return f"{len(data)} bytes, manifest says {record.bytes} (truncated?)"
+    if hashlib.sha256(data).hexdigest() != record.sha256:
         return "checksum mismatch (corrupted)"
     try:
-        check_layout(data, size, sample_rate=sample_rate, data_offset=data_offset,
-                     samples=samples)
+        check_layout(data, record.bytes, sample_rate=record.sample_rate,
+                     data_offset=record.data_offset, samples=record.samples)
     except AudioError as exc:
         return f"bad WAV ({exc})"
     return None
@@ -258,7 +265,8 @@ class Store:
         # worker may have mapped.
         if not (path.is_file() and path.stat().st_size == len(data)):
             atomic_write(path, data)
-        return StoredFile(f"{CLIPS_DIR}/{name}", digest, len(data), offset, int(pcm.shape[0]))
+        return StoredFile(f"{CLIPS_DIR}/{name}", digest, len(data), offset, int(pcm.shape[0]),
+                          sample_rate)
 
     def publish(self, manifest: Manifest) -> Manifest:
         """Keep ``manifest`` as ``manifests/<version>.json``, then replace manifest.json with
@@ -346,14 +354,10 @@ class Store:
         """Problems with one clip's files (missing, wrong size, checksum, bad header)."""
         problems = []
         paths = StorePaths(self.root)
-        files = [(entry.file, entry.sha256, entry.bytes, entry.data_offset, entry.samples,
-                  entry.sample_rate)]
-        files += [(v.file, v.sha256, v.bytes, v.data_offset, v.samples, v.sample_rate)
-                  for v in entry.variants]
-        for rel, sha, size, offset, samples, rate in files:
-            label = f"{entry.key} ({rate} Hz, {rel})"
+        for rate, f in entry.files.items():
+            label = f"{entry.key} ({rate} Hz, {f.file})"
             try:
-                data = paths.resolve(rel).read_bytes()
+                data = paths.resolve(f.file).read_bytes()
             except StoreError as exc:
                 problems.append(f"{entry.key}: {exc}")
                 continue
@@ -363,8 +367,7 @@ class Store:
             except OSError as exc:
                 problems.append(f"{label}: cannot read ({exc.strerror})")
                 continue
-            problem = file_problem(data, size=size, sha256=sha, sample_rate=rate,
-                                   data_offset=offset, samples=samples)
+            problem = file_problem(data, f)
             if problem is not None:
                 problems.append(f"{label}: {problem}; run 'greetkit build --force'")
         return problems
@@ -390,10 +393,9 @@ class Store:
         if manifest.refused:
             raise StoreError(f"{manifest.refused[0].problem} (and {len(manifest.refused) - 1} "
                              "more); gc deletes nothing while the manifest refuses clips")
-        names = set()
+        names: set[str] = set()
         for c in manifest.clips:
-            names.add(Path(c.file).name)
-            names.update(Path(v.file).name for v in c.variants)
+            names.update(Path(f.file).name for f in c.files.values())
         return names
 
     def clean_temp(self) -> int:

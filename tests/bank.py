@@ -76,6 +76,17 @@ def clip_entry(data: dict[str, Any], key: str) -> dict[str, Any]:
     return next(c for c in data["clips"] if c["key"] == key)
 
 
+def clip_file(data: dict[str, Any], key: str, rate: int = 48000) -> dict[str, Any]:
+    """The manifest JSON object of clip ``key``'s file at ``rate`` (format 2's ``files``)."""
+    return clip_entry(data, key)["files"][str(rate)]  # type: ignore[no-any-return]
+
+
+def variant_file(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object of clip ``key``'s first file at a rate other than 48 kHz."""
+    files = clip_entry(data, key)["files"]
+    return next(f for rate, f in files.items() if rate != "48000")  # type: ignore[no-any-return]
+
+
 
 
 #: A two-phrase espeak spec whose default greeting is ``{text}`` (for publish/pull tests that

@@ -28,9 +28,8 @@ def synthetic_store(root: Path, clips: int, *, seed: int, seconds: float = 0.5) 
         entries.append(ClipEntry(
             key=key, phrase=key, language="en", text=f"clip {i}", engine="synthetic",
             voice="noise", preferred_engine="synthetic", draft=False, content_key=f"{seed}",
-            file=stored.file, sha256=stored.sha256, bytes=stored.bytes,
-            data_offset=stored.data_offset, sample_rate=RATE, channels=1,
-            samples=stored.samples, duration=seconds, lufs=-18.0, true_peak_db=-1.5,
+            channels=1, duration=seconds,
+            files={RATE: stored.record(lufs=-18.0, true_peak_db=-1.5)},
             target_lufs=-18.0, true_peak_ceiling_db=-1.5, gain_db=0.0, limiter_db=0.0))
     old = store.manifest()
     store.publish(Manifest(

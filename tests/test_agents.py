@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from bank import clip_entry, edit_manifest
+from bank import clip_entry, clip_file, edit_manifest
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, APIError
 from livekit.agents.job import JobExecutorType, JobProcess
@@ -111,7 +111,7 @@ def test_frames_at_a_rate_without_variant_is_a_clear_error(built_store: Path) ->
 def test_frames_refuses_a_clip_failing_its_checksum(store: Path) -> None:
     """Bank.frames checks the checksum first and raises StoreError for a corrupt file."""
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
-    path = store / clip_entry(data, "en_bye")["file"]
+    path = store / clip_file(data, "en_bye")["file"]
     raw = bytearray(path.read_bytes())
     raw[100] ^= 0x01
     path.write_bytes(bytes(raw))
@@ -180,7 +180,7 @@ def test_frames_lose_no_sample_of_the_stored_wav(built_store: Path) -> None:
     clip = bank["en_default"]
     theirs = np.concatenate([
         np.frombuffer(f.data, dtype=np.int16)
-        for f in run(collect(audio_frames_from_file(str(built_store / clip.entry.file))))])
+        for f in run(collect(audio_frames_from_file(str(built_store / clip.entry.base.file))))])
     ours = np.concatenate([np.frombuffer(f.data, dtype=np.int16)
                            for f in run(collect(frames(clip)))])
     lost = len(ours) - len(theirs)
@@ -365,7 +365,7 @@ def _import_example() -> ModuleType:
 def _break_file(root: Path, key: str, how: str, rates: tuple[int, ...] = (48000,)) -> None:
     data = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     entry = clip_entry(data, key)
-    files = {48000: entry["file"], **{v["sample_rate"]: v["file"] for v in entry["variants"]}}
+    files = {int(rate): f["file"] for rate, f in entry["files"].items()}
     for rate in rates:
         path = root / files[rate]
         if how == "missing":
@@ -395,7 +395,7 @@ def _empty_store(root: Path) -> None:
      "default", "zh", "你好！我是小智！"),
     ("empty store", _empty_store, "default", "en", FALLBACK_TEXT),
     ("corrupt manifest", _corrupt_manifest, "default", "en", FALLBACK_TEXT),
-    ("future format", lambda r: edit_manifest(r, lambda d: d.update(format=2)), "default",
+    ("future format", lambda r: edit_manifest(r, lambda d: d.update(format=99)), "default",
      "en", "Hi! I'm Xiaozhi!"),
 ])
 def test_each_failure_falls_back_to_live_tts(

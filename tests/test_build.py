@@ -75,7 +75,7 @@ def test_every_clip_is_48k_mono_pcm16_at_target(offline_build) -> None:  # type:
     manifest = store.manifest()
     assert manifest is not None
     for clip in manifest.clips:
-        data = (store.root / clip.file).read_bytes()
+        data = (store.root / clip.base.file).read_bytes()
         info = sf.info(io.BytesIO(data))
         assert (info.samplerate, info.channels, info.subtype) == (48000, 1, "PCM_16")
         pcm, _ = sf.read(io.BytesIO(data), dtype="float32")
@@ -83,8 +83,7 @@ def test_every_clip_is_48k_mono_pcm16_at_target(offline_build) -> None:  # type:
         assert abs(report.integrated_lufs - clip.target_lufs) <= 0.05
         assert report.true_peak_db <= clip.true_peak_ceiling_db + 0.01
         assert abs(report.integrated_lufs - clip.lufs) < 0.01
-        variant = clip.variant(24000)
-        assert variant is not None
+        variant = clip.files[24000]
         vinfo = sf.info(io.BytesIO((store.root / variant.file).read_bytes()))
         assert (vinfo.samplerate, vinfo.channels) == (24000, 1)
 
@@ -106,7 +105,7 @@ def test_editing_one_phrase_rerenders_only_its_clip(write_spec) -> None:  # type
     path = write_spec(ESPEAK_SPEC)
     first = build(path)
     assert first.manifest is not None
-    old_file = first.manifest.by_key()["en_bye"].file
+    old_file = first.manifest.by_key()["en_bye"].base.file
     path.write_text(ESPEAK_SPEC.replace("Goodbye for now.", "See you soon!"))
     second = build(path)
     assert second.rendered == ["en_bye"] and len(second.reused) == 3
@@ -114,7 +113,7 @@ def test_editing_one_phrase_rerenders_only_its_clip(write_spec) -> None:  # type
     assert second.manifest.by_key()["en_bye"].text == "See you soon!"
     assert (path.parent / "greetings" / old_file).exists()
     removed = Store(path.parent / "greetings").gc()
-    old_variant = first.manifest.by_key()["en_bye"].variants[0].file
+    old_variant = first.manifest.by_key()["en_bye"].files[24000].file
     assert {p.name for p in removed} == {Path(old_file).name, Path(old_variant).name}
 
 
@@ -128,7 +127,7 @@ def test_force_rerenders_all_without_touching_old_files(write_spec) -> None:  # 
     first = build(path)
     assert first.manifest is not None
     store = path.parent / "greetings"
-    old = {c.file: (store / c.file).read_bytes() for c in first.manifest.clips}
+    old = {c.base.file: (store / c.base.file).read_bytes() for c in first.manifest.clips}
     again = build(path, force=True)
     assert sorted(again.rendered) == sorted(first.rendered) and again.reused == []
     assert {f: (store / f).read_bytes() for f in old} == old
@@ -162,7 +161,7 @@ def test_manifest_texts_cover_every_phrase(offline_build) -> None:  # type: igno
     root, _ = offline_build
     data = json.loads((root / "greetings" / "manifest.json").read_text())
     assert data["texts"]["default"] == {"en": "Hi! I'm Xiaozhi!", "zh": "你好！我是小智！"}
-    assert data["format"] == 1 and data["version"] == 1
+    assert data["format"] == 2 and data["version"] == 1
 
 
 def test_recorded_take_goes_through_the_chain(write_spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -177,7 +176,7 @@ def test_recorded_take_goes_through_the_chain(write_spec, tmp_path: Path) -> Non
     assert result.manifest is not None
     clip = result.manifest.by_key()["en_bye"]
     assert clip.engine == "recorded" and not clip.draft
-    assert abs(clip.lufs + 18) <= 0.05 and clip.sample_rate == 48000
+    assert abs(clip.lufs + 18) <= 0.05 and list(clip.files) == [48000, 24000]
 
 
 def _ffmpeg_ebur128(path: Path) -> tuple[float, float]:
@@ -207,8 +206,7 @@ def test_independent_meter_agrees_with_manifest(offline_build) -> None:  # type:
     assert manifest is not None
     checked = 0
     for clip in manifest.clips:
-        files = [(clip.file, clip.lufs, clip.true_peak_db)]
-        files += [(v.file, v.lufs, v.true_peak_db) for v in clip.variants]
+        files = [(f.file, f.lufs, f.true_peak_db) for f in clip.files.values()]
         for rel, lufs, tp in files:
             integrated, peak = _ffmpeg_ebur128(root / "greetings" / rel)
             assert abs(integrated - clip.target_lufs) <= 0.5, (rel, integrated)
@@ -226,7 +224,7 @@ def test_force_builds_and_a_one_clip_rebuild_give_identical_bytes(tmp_path: Path
 
     def files(out: Path) -> dict[str, tuple[str, bytes]]:
         data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        return {c["key"]: (c["content_key"], (out / c["file"]).read_bytes())
+        return {c["key"]: (c["content_key"], (out / c["files"]["48000"]["file"]).read_bytes())
                 for c in data["clips"]}
 
     build(spec, tmp_path / "a", force=True)

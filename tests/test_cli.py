@@ -72,7 +72,7 @@ def test_build_list_verify_round_trip(write_spec, tmp_path: Path) -> None:  # ty
     # One line per rendered clip with its loudness, peak, gain and limiting.
     assert [c.split()[0] for c in clips] == ["en_default", "en_bye"]
     manifest = json.loads((tmp_path / "greetings" / "manifest.json").read_text())
-    peaks = {c["key"]: c["true_peak_db"] for c in manifest["clips"]}
+    peaks = {c["key"]: c["files"]["48000"]["true_peak_db"] for c in manifest["clips"]}
     for line in clips:
         fields = line.split()
         # the printed true peak is the stored clip's, at or under the -1.5 dBTP ceiling

@@ -584,7 +584,7 @@ def test_build_of_shipped_spec_renders_every_clip_with_edge(build_env: EdgeServe
         params = DspParams(target_lufs=clip.target_lufs,
                            true_peak_ceiling_db=clip.true_peak_ceiling_db, sample_rate=48000)
         expected = process(samples, rate, params, seed=int(clip.content_key[:8], 16)).pcm
-        stored, stored_rate = sf.read(project / "greetings" / clip.file, dtype="int16")
+        stored, stored_rate = sf.read(project / "greetings" / clip.base.file, dtype="int16")
         assert stored_rate == 48000
         np.testing.assert_array_equal(stored, np.asarray(expected).reshape(stored.shape))
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from bank import CLIPS, RATES, clip_entry, edit_manifest
+from bank import CLIPS, RATES, clip_entry, clip_file, edit_manifest, variant_file
 
 import greetkit
 from greetkit.errors import ClipNotFound, StoreError, VerifyError
@@ -59,10 +59,9 @@ def test_samples_equal_the_wav_decoded_by_libsndfile(built_store: Path) -> None:
     """The mapped 48 kHz PCM and the 24 kHz variant equal what libsndfile decodes."""
     bank = load(built_store)
     for clip in bank.values():
-        decoded, rate = sf.read(built_store / clip.entry.file, dtype="int16")
+        decoded, rate = sf.read(built_store / clip.entry.base.file, dtype="int16")
         assert rate == 48000 and np.array_equal(clip.samples, decoded)
-        variant = clip.entry.variant(24000)
-        assert variant is not None
+        variant = clip.entry.files[24000]
         decoded24, rate24 = sf.read(built_store / variant.file, dtype="int16")
         assert rate24 == 24000 and np.array_equal(clip.pcm(24000), decoded24)
         assert clip.rates == (48000, 24000)
@@ -88,8 +87,7 @@ def test_load_logs_clips_bytes_and_time(built_store: Path,
     assert len(lines) == 1
     assert f"{len(CLIPS)} clips" in lines[0] and "MB mapped" in lines[0] and " ms" in lines[0]
     assert bank.nbytes == sum(
-        (built_store / c.entry.file).stat().st_size
-        + sum((built_store / v.file).stat().st_size for v in c.entry.variants)
+        sum((built_store / f.file).stat().st_size for f in c.entry.files.values())
         for c in bank.values())
 
 
@@ -169,7 +167,7 @@ def test_missing_file_makes_only_that_clip_unavailable(store: Path, warnings_: A
     """A missing clip file: that clip is unavailable with one warning, the rest still load,
     and its text is still known."""
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
-    (store / clip_entry(data, "en_default")["file"]).unlink()
+    (store / clip_file(data, "en_default")["file"]).unlink()
     bank = load(store)
     assert "en_default" not in bank and "missing" in bank.unavailable["en_default"]
     assert set(bank) == {"zh_default", "en_bye", "fallback"}
@@ -180,7 +178,7 @@ def test_missing_file_makes_only_that_clip_unavailable(store: Path, warnings_: A
 def test_truncated_file_fails_the_size_check(store: Path, warnings_: Any) -> None:
     """A file shorter than the manifest's bytes is unavailable at load."""
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
-    path = store / clip_entry(data, "zh_default")["file"]
+    path = store / clip_file(data, "zh_default")["file"]
     path.write_bytes(path.read_bytes()[:-100])
     bank = load(store)
     assert "zh_default" not in bank and "bytes" in bank.unavailable["zh_default"]
@@ -191,7 +189,7 @@ def test_corrupt_bytes_fail_the_checksum_lazily_or_at_load(store: Path, warnings
     """Same-size corruption passes the fast checks; the checksum catches it on first play
     (default) or at load with verify=True."""
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
-    path = store / clip_entry(data, "en_bye")["file"]
+    path = store / clip_file(data, "en_bye")["file"]
     raw = bytearray(path.read_bytes())
     raw[-10] ^= 0xFF
     path.write_bytes(bytes(raw))
@@ -209,7 +207,7 @@ def test_corrupt_bytes_fail_the_checksum_lazily_or_at_load(store: Path, warnings
 
 def test_bad_wav_header_is_unavailable(store: Path) -> None:
     """A manifest data_offset that does not match the WAV's data chunk is refused."""
-    edit_manifest(store, lambda d: clip_entry(d, "en_bye").update(data_offset=46))
+    edit_manifest(store, lambda d: clip_file(d, "en_bye").update(data_offset=46))
     bank = load(store)
     assert "en_bye" not in bank and "header" in bank.unavailable["en_bye"]
 
@@ -217,7 +215,7 @@ def test_bad_wav_header_is_unavailable(store: Path) -> None:
 def test_bad_variant_drops_only_the_variant(store: Path, warnings_: Any) -> None:
     """A broken 24 kHz variant leaves the 48 kHz clip playable, without that rate."""
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
-    (store / clip_entry(data, "en_default")["variants"][0]["file"]).unlink()
+    (store / variant_file(data, "en_default")["file"]).unlink()
     bank = load(store)
     assert bank["en_default"].rates == (48000,)
     assert len(warnings_()) == 1 and "24000 Hz variant" in warnings_()[0]
@@ -228,21 +226,21 @@ def test_paths_leaving_the_store_are_refused(store: Path, tmp_path: Path, how: s
     """Absolute paths, '..' and symlinks (file or directory) leading outside are refused,
     even when the target is a valid copy of the clip."""
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
-    rel = clip_entry(data, "en_default")["file"]
+    rel = clip_file(data, "en_default")["file"]
     outside = tmp_path / "outside"
     outside.mkdir()
     target = outside / Path(rel).name
     shutil.copy(store / rel, target)
     if how == "absolute":
-        edit_manifest(store, lambda d: clip_entry(d, "en_default").update(file=str(target)))
+        edit_manifest(store, lambda d: clip_file(d, "en_default").update(file=str(target)))
     elif how == "dotdot":
-        edit_manifest(store, lambda d: clip_entry(d, "en_default").update(
+        edit_manifest(store, lambda d: clip_file(d, "en_default").update(
             file=f"clips/../../outside/{target.name}"))
     elif how == "symlink_file":
         (store / rel).unlink()
         (store / rel).symlink_to(target)
     else:
-        edit_manifest(store, lambda d: clip_entry(d, "en_default").update(
+        edit_manifest(store, lambda d: clip_file(d, "en_default").update(
             file=f"linked/{target.name}"))
         (store / "linked").symlink_to(outside, target_is_directory=True)
     bank = load(store)
@@ -253,7 +251,7 @@ def test_paths_leaving_the_store_are_refused(store: Path, tmp_path: Path, how: s
 def test_strict_raises_verify_error_for_bad_clips(store: Path) -> None:
     """strict=True (for tools) raises VerifyError naming the bad clip instead of skipping it."""
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
-    (store / clip_entry(data, "en_bye")["file"]).unlink()
+    (store / clip_file(data, "en_bye")["file"]).unlink()
     with pytest.raises(VerifyError, match="en_bye"):
         load(store, strict=True)
 
@@ -594,7 +592,7 @@ def test_a_bad_24k_file_disables_only_that_file(store: Path, warnings_: Any) -> 
     """Same-size corruption of en_default's 24 kHz file: 24 kHz requests get the healthy
     48 kHz file, 48 kHz requests keep the clip, one warning naming the rate."""
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
-    path = store / clip_entry(data, "en_default")["variants"][0]["file"]
+    path = store / variant_file(data, "en_default")["file"]
     raw = bytearray(path.read_bytes())
     raw[-10] ^= 0xFF
     path.write_bytes(bytes(raw))
@@ -611,7 +609,7 @@ def test_every_file_bad_makes_the_selection_live_with_the_reason(store: Path) ->
     """With both files of a clip corrupt, the selection is live with the checksum problem."""
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
     entry = clip_entry(data, "en_bye")
-    for rel in [entry["file"]] + [v["file"] for v in entry["variants"]]:
+    for rel in [f["file"] for f in entry["files"].values()]:
         raw = bytearray((store / rel).read_bytes())
         raw[-10] ^= 0xFF
         (store / rel).write_bytes(bytes(raw))

@@ -9,20 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bank import clip_entry, edit_manifest
+from bank import clip_entry, clip_file, edit_manifest, variant_file
 
 import greetkit
 from greetkit.errors import StoreError
-from greetkit.manifest import FORMAT, ClipEntry, EngineRecord, Manifest, Variant, json_depth
+from greetkit.manifest import FORMAT, ClipEntry, ClipFile, EngineRecord, Manifest, json_depth
 
 ENTRY = dict(key="zh_default", phrase="default", language="zh", text="你好", engine="espeak",
              voice="cmn", preferred_engine="edge", draft=True, draft_reason="edge unavailable",
-             content_key="ck", file="clips/a.wav", sha256="a" * 64, bytes=10, data_offset=44,
-             sample_rate=48000, channels=1, samples=3, duration=0.0001, lufs=-18.0,
-             true_peak_db=-1.6, target_lufs=-18.0, true_peak_ceiling_db=-1.5, gain_db=2.0,
-             limiter_db=0.5, warnings=("short",),
-             variants=(Variant(sample_rate=24000, file="clips/b.wav", sha256="b" * 64, bytes=8,
-                               data_offset=44, samples=2, lufs=-18.0, true_peak_db=-1.7),))
+             content_key="ck", channels=1, duration=0.0001, target_lufs=-18.0,
+             true_peak_ceiling_db=-1.5, gain_db=2.0, limiter_db=0.5, warnings=("short",),
+             files={48000: ClipFile(sample_rate=48000, file="clips/a.wav", sha256="a" * 64,
+                                    bytes=10, data_offset=44, samples=3, lufs=-18.0,
+                                    true_peak_db=-1.6),
+                    24000: ClipFile(sample_rate=24000, file="clips/b.wav", sha256="b" * 64,
+                                    bytes=8, data_offset=44, samples=2, lufs=-18.0,
+                                    true_peak_db=-1.7)})
 
 
 def test_round_trip_keeps_every_field() -> None:
@@ -34,8 +36,10 @@ def test_round_trip_keeps_every_field() -> None:
     assert "你好" in text
     again = Manifest.from_json(json.loads(text))
     assert again == m
-    assert again.clips[0].variant(24000) is not None and again.clips[0].variant(16000) is None
-    assert json.loads(text)["format"] == FORMAT
+    assert list(again.clips[0].files) == [48000, 24000]
+    assert again.clips[0].base.file == "clips/a.wav" and again.clips[0].lufs == -18.0
+    assert json.loads(text)["format"] == FORMAT == 2
+    assert list(json.loads(text)["clips"][0]["files"]) == ["48000", "24000"]
 
 
 def test_round_trip_keeps_the_engines_record() -> None:
@@ -62,6 +66,8 @@ def test_missing_required_field_is_reported() -> None:
 
 #: (field set on en_bye's entry, value, what the refusal names). Each of these raised from
 #: greetkit.load or greetkit verify before the manifest was validated as a schema.
+#: Fields of one stored file (format 2 keeps them under ``files.<rate>``).
+FILE_FIELDS = {"file", "sha256", "bytes", "data_offset", "samples", "lufs", "true_peak_db"}
 CLIP_DAMAGE = [
     ("samples", {"n": 1}, "samples: expected an integer, got an object"),
     ("language", {"en": 1}, "language: expected a string, got an object"),
@@ -87,7 +93,7 @@ def test_a_clip_field_of_the_wrong_type_or_range_refuses_that_clip_only(
         store: Path, name: str, value: Any, named: str) -> None:
     """greetkit.load does not raise: the damaged clip is unavailable with one line naming the
     manifest, the clip and the field; its words are spoken live; the other clips play."""
-    edit_manifest(store, lambda d: clip_entry(d, "en_bye").update({name: value}))
+    edit_manifest(store, lambda d: _damage(d, name, value))
     bank = greetkit.load(store)
     problem = bank.unavailable["en_bye"]
     assert named in problem and "manifest.json: clips[" in problem and "\n" not in problem
@@ -102,19 +108,44 @@ def test_a_clip_field_of_the_wrong_type_or_range_refuses_that_clip_only(
 def test_verify_names_a_refused_clip_and_exits_1(store: Path, name: str, value: Any,
                                                   named: str) -> None:
     """`greetkit verify` prints the refusal as one 'greetkit:' line and exits 1, no traceback."""
-    edit_manifest(store, lambda d: clip_entry(d, "en_bye").update({name: value}))
+    edit_manifest(store, lambda d: _damage(d, name, value))
     result = _cli("verify", "--out", str(store))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert named in result.stderr and "en_bye" in result.stderr
 
 
+def _damage(data: dict[str, Any], name: str, value: Any) -> None:
+    """Set field ``name`` of en_bye (of its 48 kHz file for a file's field) to ``value``."""
+    target = clip_file(data, "en_bye") if name in FILE_FIELDS else clip_entry(data, "en_bye")
+    target[name] = value
+
+
 def test_a_variant_of_the_wrong_type_refuses_its_clip(store: Path) -> None:
-    """A variant whose sample_rate is a string refuses the clip (one message naming it)."""
-    edit_manifest(store, lambda d: clip_entry(d, "en_bye")["variants"][0].update(
-        sample_rate="24000"))
+    """A 24 kHz file whose samples is a string refuses the clip (one message naming it)."""
+    edit_manifest(store, lambda d: variant_file(d, "en_bye").update(samples="24000"))
     bank = greetkit.load(store)
-    assert "variants[0].sample_rate: expected an integer" in bank.unavailable["en_bye"]
+    assert "files.24000.samples: expected an integer" in bank.unavailable["en_bye"]
+
+
+@pytest.mark.parametrize(("files", "named"), [
+    ({"24k": {}}, "files: key '24k' is not a sample rate"),
+    ({"048000": {}}, "files: key '048000' is not a sample rate"),
+    ({}, "files: expected an object of 1 to 64 files"),
+    ([], "files: expected an object of 1 to 64 files"),
+    (None, "files: expected an object of 1 to 64 files"),
+], ids=["word", "leading-zero", "empty", "list", "missing"])
+def test_files_not_keyed_by_rate_refuse_the_clip(store: Path, files: Any, named: str) -> None:
+    """``files`` must be an object keyed by decimal sample rates."""
+    edit_manifest(store, lambda d: clip_entry(d, "en_bye").update(files=files))
+    assert named in greetkit.load(store).unavailable["en_bye"]
+
+
+def test_a_clip_without_a_48_khz_file_is_refused(store: Path) -> None:
+    """Every clip has a 48 kHz file (what plays when no rate is asked for)."""
+    edit_manifest(store, lambda d: clip_entry(d, "en_bye")["files"].pop("48000"))
+    problem = greetkit.load(store).unavailable["en_bye"]
+    assert "files: no 48000 Hz file (has 24000)" in problem
 
 
 def test_a_duplicate_key_refuses_the_second_clip(store: Path) -> None:
@@ -195,7 +226,7 @@ def test_an_oversized_manifest_is_refused_from_its_size(
 
 def test_gc_deletes_nothing_while_the_manifest_refuses_clips(store: Path) -> None:
     """gc against a manifest with a refused clip stops with the refusal: its files survive."""
-    edit_manifest(store, lambda d: clip_entry(d, "en_bye").update(samples="many"))
+    edit_manifest(store, lambda d: clip_file(d, "en_bye").update(samples="many"))
     before = sorted(p.name for p in (store / "clips").iterdir())
     result = _cli("gc", "--out", str(store))
     assert result.returncode == 1 and "gc deletes nothing" in result.stderr

@@ -139,8 +139,7 @@ def _damage(store: Path, key: str, rate: int) -> None:
     import json
 
     entry = next(c for c in json.loads(data)["clips"] if c["key"] == key)
-    rel = entry["file"] if rate == 48000 else next(
-        v["file"] for v in entry["variants"] if v["sample_rate"] == rate)
+    rel = entry["files"][str(rate)]["file"]
     path = store / rel
     raw = bytearray(path.read_bytes())
     raw[-100] ^= 0xFF  # one flipped PCM byte: header intact, checksum wrong

@@ -80,7 +80,7 @@ def test_preview_prints_summary_waveform_and_one_no_device_line(
     assert "  engine     espeak / cmn" in lines
     assert "  status     built" in lines
     assert f"  version    {manifest.version} (built {manifest.built_at})" in lines
-    assert any(line.startswith(f"  duration   {entry.duration:.2f} s ({entry.samples} samples")
+    assert any(line.startswith(f"  duration   {entry.duration:.2f} s ({entry.base.samples} samples")
                for line in lines)
     assert f"  loudness   {entry.lufs:.1f} LUFS integrated (target -18.0: ok)" in lines
     assert f"  true peak  {entry.true_peak_db:.1f} dBTP (ceiling -1.5: ok)" in lines
@@ -112,7 +112,7 @@ def test_out_writes_the_stored_bytes(bank: tuple[Path, Manifest], tmp_path: Path
     code, out, _ = run(capsys, "preview", "zh_default", "-c", str(root / "voices.yaml"),
                        "--wav", str(target))
     assert code == 0
-    stored = root / "greetings" / manifest.by_key()["zh_default"].file
+    stored = root / "greetings" / manifest.by_key()["zh_default"].base.file
     assert target.read_bytes() == stored.read_bytes()
     assert out.splitlines()[-1] == "not played: audio output disabled (GREETKIT_AUDIO=none)"
 
@@ -137,8 +137,7 @@ def test_rate_picks_the_stored_variant(bank: tuple[Path, Manifest], tmp_path: Pa
     """--rate 24000 shows and writes the 24 kHz variant, not the 48 kHz clip."""
     root, manifest = bank
     monkeypatch.setenv(AUDIO_ENV, "none")
-    variant = manifest.by_key()["en_default"].variant(24000)
-    assert variant is not None
+    variant = manifest.by_key()["en_default"].files[24000]
     target = tmp_path / "en24.wav"
     code, out, _ = run(capsys, "preview", "en_default", "--rate", "24000", "--no-play",
                        "-c", str(root / "voices.yaml"), "-w", str(target))
@@ -174,7 +173,7 @@ def test_corrupted_clip_is_refused(bank: tuple[Path, Manifest], tmp_path: Path,
     root, manifest = bank
     copy = tmp_path / "project"
     shutil.copytree(root, copy)
-    clip = copy / "greetings" / manifest.by_key()["en_default"].file
+    clip = copy / "greetings" / manifest.by_key()["en_default"].base.file
     data = bytearray(clip.read_bytes())
     data[-1] ^= 0x01
     clip.write_bytes(bytes(data))

@@ -371,8 +371,8 @@ def _kill_cycle(publish_url: str, pull_url: str, tmp_path: Path) -> None:
         _ok(pull)
         assert Store(dest).verify() == []
         current = Store(dest).manifest()
-        assert current is not None and current.clips[0].file == \
-            src.manifest().clips[0].file  # type: ignore[union-attr]
+        assert current is not None and current.clips[0].files == \
+            src.manifest().clips[0].files  # type: ignore[union-attr]
 
 
 @pytest.mark.slow

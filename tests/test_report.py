@@ -118,7 +118,7 @@ def test_rows_carry_draft_and_players(project: tuple[Path, Manifest]) -> None:
     for c in manifest.clips:
         assert page.rows[c.key]["data-draft"] == ("true" if c.draft else "false")
         assert page.rows[c.key]["data-stale"] == "false"
-        assert (out.parent / page.audio[c.key]).resolve() == (root / "greetings" / c.file
+        assert (out.parent / page.audio[c.key]).resolve() == (root / "greetings" / c.base.file
                                                                ).resolve()
     assert page.svgs == len(manifest.clips)
 
@@ -171,7 +171,7 @@ def test_page_elsewhere_points_back_into_the_store(project: tuple[Path, Manifest
         from urllib.parse import unquote
 
         assert (out.parent / unquote(page.audio[c.key])).resolve() == (
-            root / "greetings" / c.file).resolve()
+            root / "greetings" / c.base.file).resolve()
 
 
 def test_missing_clip_file_is_shown_not_fatal(project: tuple[Path, Manifest],
@@ -181,7 +181,7 @@ def test_missing_clip_file_is_shown_not_fatal(project: tuple[Path, Manifest],
     root, manifest = project
     copy = tmp_path / "p"
     shutil.copytree(root, copy)
-    (copy / "greetings" / manifest.by_key()["zh_bye"].file).unlink()
+    (copy / "greetings" / manifest.by_key()["zh_bye"].base.file).unlink()
     html = write_report(copy / "greetings", copy / "voices.yaml").read_text("utf-8")
     page = Page(html)
     assert "zh_bye" in page.rows and "zh_bye" not in page.audio
@@ -289,7 +289,7 @@ def test_every_player_decodes_in_chromium(shipped: tuple[Path, Manifest]) -> Non
         finally:
             browser.close()
     print(f"screenshot: {SCREENSHOT}")
-    expected = {c.key: c.samples / c.sample_rate for c in manifest.clips}
+    expected = {c.key: c.base.samples / c.base.sample_rate for c in manifest.clips}
     assert [pl["key"] for pl in players] == list(expected)
     for pl in players:
         assert pl["error"] is None and pl["ready"] >= 1, pl

@@ -87,7 +87,7 @@ def bank_state(store: Path) -> dict[str, bytes]:
     manifest = json.loads((store / "manifest.json").read_bytes())
     state = {"manifest.json": (store / "manifest.json").read_bytes()}
     for clip in manifest["clips"]:
-        for rel in [clip["file"], *(v["file"] for v in clip["variants"])]:
+        for rel in [f["file"] for f in clip["files"].values()]:
             state[rel] = (store / rel).read_bytes()
     return state
 
@@ -363,11 +363,12 @@ def test_permission_denied_is_one_clear_error(project: Path, unwritable: str) ->
 # -- corrupt store -----------------------------------------------------------------------------
 
 def _edit_manifest(store: Path, key: str, **changes: str) -> None:
+    """Change fields of clip ``key``'s 48 kHz file in the manifest."""
     path = store / "manifest.json"
     data = json.loads(path.read_text())
     for clip in data["clips"]:
         if clip["key"] == key:
-            clip.update(changes)
+            clip["files"]["48000"].update(changes)
     path.write_text(json.dumps(data))
 
 
@@ -379,8 +380,9 @@ def test_verify_and_load_handle_every_kind_of_damage(built_v1: Path, tmp_path: P
 
     store = Path(shutil.copytree(built_v1 / "greetings", tmp_path / "greetings"))
     data = json.loads((store / "manifest.json").read_text())
-    files = {c["key"]: c["file"] for c in data["clips"]}
-    variants = {c["key"]: c["variants"][0]["file"] for c in data["clips"]}
+    files = {c["key"]: c["files"]["48000"]["file"] for c in data["clips"]}
+    variants = {c["key"]: next(f["file"] for r, f in c["files"].items() if r != "48000")
+                for c in data["clips"]}
     # 48 kHz files: truncate one, flip a byte of another, delete a third.
     p = store / files["en_hello"]
     p.write_bytes(p.read_bytes()[:-1000])
@@ -434,7 +436,8 @@ def test_clip_paths_leaving_the_store_are_named_and_refused(built_v1: Path, tmp_
     lines = out.stderr.strip().splitlines()
     # The manifest's schema refuses the path before any file is opened.
     assert len(lines) == 1 and lines[0].startswith("greetkit: ") and (
-        "clips[0] (en_hello): file: path" in lines[0] and "leaves the store" in lines[0]), lines
+        "clips[0] (en_hello): files.48000.file: path" in lines[0]
+        and "leaves the store" in lines[0]), lines
     bank = load(store, verify=True)
     assert list(bank.unavailable) == ["en_hello"]
     assert sorted(bank) == ["en_thanks", "en_wait", "fallback"]

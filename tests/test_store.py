@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -23,9 +24,8 @@ def entry(store: Store, key: str = "en_default") -> ClipEntry:
     stored = store.write_clip(f"{key}.abc", ramp(), 48000)
     return ClipEntry(key=key, phrase="default", language="en", text="Hi", engine="espeak",
                      voice="en-us", preferred_engine="espeak", draft=False, content_key="abc",
-                     file=stored.file, sha256=stored.sha256, bytes=stored.bytes,
-                     data_offset=stored.data_offset, sample_rate=48000, channels=1,
-                     samples=stored.samples, duration=0.1, lufs=-18.0, true_peak_db=-2.0,
+                     channels=1, duration=0.1,
+                     files={48000: stored.record(lufs=-18.0, true_peak_db=-2.0)},
                      target_lufs=-18.0, true_peak_ceiling_db=-1.5, gain_db=0.0, limiter_db=0.0)
 
 
@@ -44,8 +44,8 @@ def store(tmp_path: Path) -> Store:
 def test_written_clip_round_trips_exactly(store: Store) -> None:
     """The stored WAV decodes to the same int16 samples, and data_offset points at them."""
     e = entry(store)
-    data = (store.root / e.file).read_bytes()
-    pcm = np.frombuffer(data, dtype="<i2", offset=e.data_offset, count=e.samples)
+    data = (store.root / e.base.file).read_bytes()
+    pcm = np.frombuffer(data, dtype="<i2", offset=e.base.data_offset, count=e.base.samples)
     assert np.array_equal(pcm, ramp())
     decoded, rate = sf.read(io.BytesIO(data), dtype="int16")
     assert rate == 48000 and np.array_equal(decoded, ramp())
@@ -67,13 +67,13 @@ def test_verify_names_flipped_truncated_and_missing_files(store: Store) -> None:
     entries = [entry(store, k) for k in ("a_x", "b_x", "c_x")]
     store.publish(manifest(*entries))
     assert store.verify() == []
-    pa = store.root / entries[0].file
+    pa = store.root / entries[0].base.file
     data = bytearray(pa.read_bytes())
     data[100] ^= 0xFF
     pa.write_bytes(bytes(data))
-    pb = store.root / entries[1].file
+    pb = store.root / entries[1].base.file
     pb.write_bytes(pb.read_bytes()[:-10])
-    (store.root / entries[2].file).unlink()
+    (store.root / entries[2].base.file).unlink()
     problems = store.verify()
     assert len(problems) == 3
     assert problems[0].startswith("a_x (48000 Hz") and "checksum mismatch" in problems[0]
@@ -118,7 +118,7 @@ def test_gc_removes_only_unreferenced_files(store: Store) -> None:
     store.publish(manifest(current))
     removed = store.gc()
     assert [p.name for p in removed] == [Path(old.file).name]
-    assert (store.root / current.file).exists() and store.verify() == []
+    assert (store.root / current.base.file).exists() and store.verify() == []
 
 
 def test_path_of_refuses_paths_leaving_the_store(store: Store, tmp_path: Path) -> None:
@@ -157,8 +157,9 @@ def test_file_problem_names_size_checksum_and_layout(store: Store) -> None:
     stored = store.write_clip("a.abc", ramp(), 48000)
     data = (store.root / stored.file).read_bytes()
     def problem(data: bytes, rate: int = 48000) -> str | None:
-        return file_problem(data, size=stored.bytes, sha256=stored.sha256, sample_rate=rate,
-                            data_offset=stored.data_offset, samples=stored.samples)
+        record = dataclasses.replace(stored.record(lufs=-18.0, true_peak_db=-2.0),
+                                     sample_rate=rate)
+        return file_problem(data, record)
 
     assert problem(data) is None
     assert "truncated" in (problem(data[:-2]) or "")

@@ -82,7 +82,7 @@ def test_rollback_refuses_a_version_with_missing_clips(two_versions: Store) -> N
     """A version whose clips were deleted is not made current (the bank stays playable)."""
     v1 = two_versions.manifest(1)
     assert v1 is not None
-    two_versions.path_of(v1.clips[0].file).unlink()
+    two_versions.path_of(v1.clips[0].base.file).unlink()
     with pytest.raises(StoreError, match="version 1 cannot be restored: en_default"):
         two_versions.rollback(1)
     current = two_versions.manifest()
@@ -114,7 +114,7 @@ def test_gc_keeps_the_newest_versions(two_versions: Store,
     assert v1 is not None
     result = CliRunner().invoke(cli, ["gc", "--keep", "2", "-o", str(two_versions.root)])
     assert result.exit_code == 0, result.output
-    assert not two_versions.path_of(v1.clips[0].file).exists()
+    assert not two_versions.path_of(v1.clips[0].base.file).exists()
     with pytest.raises(StoreError, match="version 1 cannot be restored"):
         two_versions.rollback(1)
     for v in (2, 3):
@@ -129,7 +129,7 @@ def test_gc_keeps_the_pinned_and_current_version(two_versions: Store,
     assert v2 is not None
     two_versions.gc(keep=1, pin=1)
     assert two_versions.verify(two_versions.manifest(1)) == []
-    assert not two_versions.path_of(v2.clips[0].file).exists()
+    assert not two_versions.path_of(v2.clips[0].base.file).exists()
 
 
 def test_old_store_without_versions_still_loads(two_versions: Store) -> None:
