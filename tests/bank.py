@@ -81,6 +81,16 @@ def clip_file(data: dict[str, Any], key: str, rate: int = 48000) -> dict[str, An
     return clip_entry(data, key)["files"][str(rate)]  # type: ignore[no-any-return]
 
 
+def as_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A format-2 manifest's JSON rewritten the way format 1 laid it out (the 48 kHz file's
+    fields inline in the clip, the other rates in ``variants``). Changes ``data``."""
+    for clip in data["clips"]:
+        files = clip.pop("files")
+        clip.update(files.pop("48000"), sample_rate=48000)
+        clip["variants"] = [{"sample_rate": int(rate), **f} for rate, f in files.items()]
+    return {**data, "format": 1}
+
+
 def variant_file(data: dict[str, Any], key: str) -> dict[str, Any]:
     """The object of clip ``key``'s first file at a rate other than 48 kHz."""
     files = clip_entry(data, key)["files"]

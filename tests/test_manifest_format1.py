@@ -13,11 +13,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
+from bank import as_format_1
 
 import greetkit
 from greetkit.manifest import FORMAT, read_manifest
@@ -115,16 +115,6 @@ def test_a_newer_format_is_refused_naming_both_formats(old: Path) -> None:
     assert "manifest format 3 is not supported by this greetkit (reads formats 1, 2)" in (
         bank.problem)
     assert bank.select("hello", "en").text == "Hello!"  # words recovered, spoken live
-
-
-def as_format_1(data: dict[str, Any]) -> dict[str, Any]:
-    """A format-2 manifest's JSON rewritten the way format 1 laid it out (the 48 kHz file's
-    fields inline, the other rates in ``variants``)."""
-    for clip in data["clips"]:
-        files = clip.pop("files")
-        clip.update(files.pop("48000"), sample_rate=48000)
-        clip["variants"] = [{"sample_rate": int(rate), **f} for rate, f in files.items()]
-    return {**data, "format": 1}
 
 
 def test_a_build_over_a_format_1_store_reuses_every_clip(built_store: Path,

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bank import as_format_1
 
 import greetkit
 from greetkit.cli import main
@@ -154,13 +155,17 @@ def _write(store: Path, mutated: dict[str, Any] | str) -> None:
     (store / "manifest.json").write_text(_text(mutated), encoding="utf-8", errors="surrogatepass")
 
 
+@pytest.mark.parametrize("layout", [2, 1], ids=["format-2", "format-1"])
 def test_mutated_manifests_never_raise(built_store: Path, tmp_path: Path,
-                                       caplog: pytest.LogCaptureFixture) -> None:
-    """CASES seeded mutations of a real manifest: load never raises, verify/list/report exit
-    0 or 1 with a message, never a traceback (in process and, for a few, in a subprocess)."""
+                                       caplog: pytest.LogCaptureFixture, layout: int) -> None:
+    """CASES seeded mutations of a real manifest, in the format greetkit writes and in the
+    format-1 layout it still reads: load never raises, verify/list/report exit 0 or 1 with a
+    message, never a traceback (in process and, for a few, in a subprocess)."""
     caplog.set_level(logging.CRITICAL, logger="greetkit")  # thousands of expected warnings
     store = Path(shutil.copytree(built_store, tmp_path / "greetings"))
     original = json.loads((built_store / "manifest.json").read_text(encoding="utf-8"))
+    if layout == 1:
+        original = as_format_1(original)
     rng = random.Random(SEED)
     stats: Counter[str] = Counter()
     failures: list[str] = []
@@ -182,7 +187,8 @@ def test_mutated_manifests_never_raise(built_store: Path, tmp_path: Path,
                                     f"{result.stderr[-300:]}")
         caplog.clear()
     seconds = time.perf_counter() - started
-    print(f"\nmanifest fuzz: {CASES} cases (seed {SEED}): {stats['loaded']} loaded, "
+    print(f"\nmanifest fuzz, format {layout}: {CASES} cases (seed {SEED}): "
+          f"{stats['loaded']} loaded, "
           f"{stats['with refused clips']} with refused clips, {stats['refused manifests']} "
           f"refused manifests, {len(failures)} raises, {seconds:.1f} s")
     assert not failures, "\n".join(failures[:20])
