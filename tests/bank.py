@@ -134,3 +134,11 @@ def greeting_text(store: Store) -> str:
     m = store.manifest()
     assert m is not None
     return next(c.text for c in m.clips if c.phrase == "default")
+
+
+def flip_byte(path: Path, offset: int = -10) -> None:
+    """Corrupt ``path`` in place without changing its size: one PCM byte inverted, so the
+    header and size checks pass and only the checksum can tell."""
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from bank import CLIPS, RATES, clip_entry, clip_file, edit_manifest, variant_file
+from bank import CLIPS, RATES, clip_entry, clip_file, edit_manifest, flip_byte, variant_file
 
 import greetkit
 from greetkit.errors import ClipNotFound, StoreError, VerifyError
@@ -189,10 +189,7 @@ def test_corrupt_bytes_fail_the_checksum_lazily_or_at_load(store: Path, warnings
     """Same-size corruption passes the fast checks; the checksum catches it on first play
     (default) or at load with verify=True."""
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
-    path = store / clip_file(data, "en_bye")["file"]
-    raw = bytearray(path.read_bytes())
-    raw[-10] ^= 0xFF
-    path.write_bytes(bytes(raw))
+    flip_byte(store / clip_file(data, "en_bye")["file"])
     lazy = load(store)
     assert "en_bye" in lazy and "checksum" in lazy.playable(lazy["en_bye"])
     assert lazy.playable(lazy["en_default"]) == ""
@@ -592,10 +589,7 @@ def test_a_bad_24k_file_disables_only_that_file(store: Path, warnings_: Any) -> 
     """Same-size corruption of en_default's 24 kHz file: 24 kHz requests get the healthy
     48 kHz file, 48 kHz requests keep the clip, one warning naming the rate."""
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
-    path = store / variant_file(data, "en_default")["file"]
-    raw = bytearray(path.read_bytes())
-    raw[-10] ^= 0xFF
-    path.write_bytes(bytes(raw))
+    flip_byte(store / variant_file(data, "en_default")["file"])
     bank = load(store)
     first = bank.select("default", "en", sample_rate=24000)
     assert first.clip is not None and first.sample_rate == 48000
@@ -610,9 +604,7 @@ def test_every_file_bad_makes_the_selection_live_with_the_reason(store: Path) ->
     data = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
     entry = clip_entry(data, "en_bye")
     for rel in [f["file"] for f in entry["files"].values()]:
-        raw = bytearray((store / rel).read_bytes())
-        raw[-10] ^= 0xFF
-        (store / rel).write_bytes(bytes(raw))
+        flip_byte(store / rel)
     sel = load(store).select("bye", "en")
     assert sel.live and sel.text == "Goodbye for now." and "checksum" in (sel.reason or "")
 
