@@ -310,6 +310,10 @@ def _bool(value: Any, name: str) -> bool:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
 def path_problem(rel: str) -> str | None:
     """Why ``rel`` is not a store-relative clip path, or None: the one rule for the text of
     a path (:class:`greetkit.store.StorePaths` adds the filesystem's part, symlinks).
@@ -321,11 +325,11 @@ def path_problem(rel: str) -> str | None:
         return "is empty"
     if len(rel) > 1024:
         return f"is {len(rel)} characters long"
-    if any(ord(ch) < 32 or ch == "\x7f" for ch in rel):
+    if _CONTROL.search(rel):  # a regex: the loader asks this for every file it maps
         return "holds a control character"
     if "\\" in rel:
         return "uses '\\' (the store uses '/')"
-    if rel.startswith("/") or re.match(r"[A-Za-z]:", rel):
+    if rel.startswith("/") or _DRIVE.match(rel):
         return "is absolute: it leaves the store"
     parts = rel.split("/")
     if ".." in parts or "." in parts or "" in parts:
