@@ -41,9 +41,9 @@ import soundfile as sf
 
 from greetkit import dsp
 from greetkit.build import build
-from greetkit.commands.loudness import measure_file
 from greetkit.engines import get_engine
 from greetkit.engines.base import RenderedAudio, RenderRequest
+from greetkit.loudness import measure_file
 from greetkit.pool import default_jobs
 from greetkit.spec import LOUDNESS_PRESETS
 

@@ -41,9 +41,11 @@ Policies where the standards say nothing (documented, each with a warning in the
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -415,6 +417,31 @@ def measure(samples: npt.ArrayLike, sample_rate: float,
         true_peak_db=true_peak(x, sample_rate) if peak else math.nan,
         warnings=tuple(warnings),
     )
+
+
+def measure_file(path: str | os.PathLike[str]) -> LoudnessReport:
+    """:func:`measure` of any file libsndfile can decode (WAV, FLAC, OGG, MP3 ...).
+
+    Raises :class:`~greetkit.errors.AudioError` naming the file if it cannot be read.
+    """
+    import soundfile as sf
+
+    from greetkit.errors import AudioError
+
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file; check the path")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a regular file; give an audio file")
+    try:
+        # float32 halves memory on long files; the meters widen to float64 chunk by chunk.
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as exc:
+        # libsndfile's own words, without soundfile's "Error opening '<path>': " prefix
+        reason = getattr(exc, "error_string", None) or (
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise AudioError(f"{path}: cannot read audio ({reason})") from exc
+    return measure(samples, rate)
 
 
 def integrated_loudness(samples: npt.ArrayLike, sample_rate: float) -> float:

@@ -5,41 +5,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
-
-if TYPE_CHECKING:
-    from greetkit.loudness import LoudnessReport
 
 #: The JSON keys, in output order (issue 3's contract for ``--json``).
 JSON_KEYS = ("file", "integrated_lufs", "lra", "max_momentary_lufs", "max_short_term_lufs",
              "true_peak_db")
-
-
-def measure_file(path: Path) -> LoudnessReport:
-    """Read any file libsndfile can decode and measure it (BS.1770 / EBU Tech 3341-3342).
-
-    Raises :class:`~greetkit.errors.AudioError` naming the file if it cannot be read.
-    """
-    import soundfile as sf
-
-    from greetkit.errors import AudioError
-    from greetkit.loudness import measure
-
-    if not path.exists():
-        raise AudioError(f"{path}: no such file; check the path")
-    if not path.is_file():
-        raise AudioError(f"{path}: not a regular file; give an audio file")
-    try:
-        # float32 halves memory on long files; the meters widen to float64 chunk by chunk.
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as exc:
-        # libsndfile's own words, without soundfile's "Error opening '<path>': " prefix
-        reason = getattr(exc, "error_string", None) or (
-            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        raise AudioError(f"{path}: cannot read audio ({reason})") from exc
-    return measure(samples, rate)
 
 
 def _number(value: float) -> float | None:
@@ -68,6 +39,7 @@ def command(files: tuple[Path, ...], as_json: bool) -> None:
     line each, and the exit code is 1.
     """
     from greetkit.errors import AudioError
+    from greetkit.loudness import measure_file
 
     rows = [("FILE", "I LUFS", "LRA LU", "M max", "S max", "TP dBTP", "NOTES")]
     failures: list[str] = []
