@@ -625,16 +625,22 @@ def read_json(path: Path) -> Any:
     if size > MAX_MANIFEST_BYTES:
         raise StoreError(f"{path}: manifest is {size} bytes, more than the "
                          f"{MAX_MANIFEST_BYTES} a greetkit manifest can be; {_FIX}")
+    return decode_json(raw, str(path))
+
+
+def decode_json(raw: bytes, source: str, *, fix: str = _FIX) -> Any:
+    """The decoded JSON of manifest bytes from ``source`` (a path or URL), size and depth
+    checked before decoding; :class:`StoreError` ending in ``fix`` for anything else."""
     if len(raw) > MAX_MANIFEST_BYTES:  # grew while being read, or not a regular file
-        raise StoreError(f"{path}: manifest is larger than {MAX_MANIFEST_BYTES} bytes; {_FIX}")
+        raise StoreError(f"{source}: manifest is larger than {MAX_MANIFEST_BYTES} bytes; {fix}")
     depth = json_depth(raw)
     if depth > MAX_DEPTH:
-        raise StoreError(f"{path}: manifest nests {depth} levels deep (a manifest has at "
-                         f"most {MAX_DEPTH}); {_FIX}")
+        raise StoreError(f"{source}: manifest nests {depth} levels deep (a manifest has at "
+                         f"most {MAX_DEPTH}); {fix}")
     try:
         return json.loads(raw, parse_int=_parse_int)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise StoreError(f"{path}: manifest is not valid JSON ({exc}); {_FIX}") from None
+        raise StoreError(f"{source}: manifest is not valid JSON ({exc}); {fix}") from None
 
 
 def read_manifest(directory: Path, *, version: int | None = None) -> Manifest | None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import random
 import re
@@ -41,7 +40,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlparse
 
 from greetkit.errors import MissingExtra, RemoteError, StoreError
-from greetkit.manifest import MANIFEST_NAME, MANIFESTS_DIR, Manifest, version_name
+from greetkit.manifest import (
+    MANIFEST_NAME,
+    MANIFESTS_DIR,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    decode_json,
+    version_name,
+)
 from greetkit.store import CLIPS_DIR, Store, atomic_write, sha256_file
 
 #: Transfers in flight at once (uploads or downloads).
@@ -134,7 +140,7 @@ class ObjectStore:
         )
 
         permanent = (AlreadyExistsError, NotFoundError, PermissionDeniedError,
-                     PreconditionError, UnauthenticatedError)
+                     PreconditionError, UnauthenticatedError, RemoteError)
         for attempt in range(ATTEMPTS):
             self.requests += 1
             try:
@@ -150,15 +156,25 @@ class ObjectStore:
                 await asyncio.sleep(min(8.0, 0.25 * 2 ** attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def get(self, key: str) -> bytes:
+    async def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; an object larger than ``max_bytes`` is refused from its size,
+        before its body is read."""
         import obstore
+
+        def fetch_now() -> bytes:
+            result = obstore.get(self.store, key)
+            size = int(result.meta["size"])
+            if max_bytes is not None and size > max_bytes:
+                raise RemoteError(f"{self.url}/{key}: {size} bytes, more than the {max_bytes} "
+                                  "it can be; publish the bank again")
+            return bytes(result.bytes())
 
         # obstore's blocking calls in worker threads, not its *_async ones: a Rust future
         # still running when asyncio.run() closes its loop (a cancelled sibling, a racing
         # publisher's conflict) calls back into the closed loop and aborts the process at
         # exit (seen as exit -6 after a successful publish).
         async def fetch() -> bytes:
-            return await asyncio.to_thread(lambda: bytes(obstore.get(self.store, key).bytes()))
+            return await asyncio.to_thread(fetch_now)
 
         try:
             return await self.call(f"GET {key}", fetch)
@@ -278,18 +294,23 @@ class Remote:
     async def _manifest(self, version: int | None) -> tuple[Manifest, bytes]:
         key = MANIFEST_NAME if version is None else f"{MANIFESTS_DIR}/{version_name(version)}"
         try:
-            raw = await self.objects.get(key)
+            raw = await self.objects.get(key, max_bytes=MAX_MANIFEST_BYTES)
         except RemoteError as exc:
             if version is not None and "not found" in str(exc):
                 raise RemoteError(f"{self.url}: no version {version} published here") from exc
             raise
+        source = f"{self.url}/{key}"
         try:
-            data = json.loads(raw)
+            # The same size and nesting caps as a local manifest: a hostile remote one must
+            # be one line, not a RecursionError or a decoder eating the machine.
+            data = decode_json(raw, source, fix="publish the bank again")
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            return Manifest.from_json(data, source=f"{self.url}/{key}"), raw
+            return Manifest.from_json(data, source=source), raw
+        except StoreError as exc:
+            raise RemoteError(str(exc)) from exc
         except ValueError as exc:
-            raise RemoteError(f"{self.url}/{key}: not a greetkit manifest ({exc}); publish "
+            raise RemoteError(f"{source}: not a greetkit manifest ({exc}); publish "
                               "the bank again") from exc
 
     async def _versions(self) -> list[int]:

@@ -224,7 +224,7 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     root = tmp_path / "www"
     root.mkdir()
     handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -237,6 +237,13 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that stops reading (a refused oversized manifest) is expected here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def test_pull_over_http_from_a_static_server(
@@ -387,3 +394,46 @@ def test_sigkill_during_publish_and_pull_https(http_root: tuple[Path, str],
     """The same with the pull side over HTTP from a static server (publish to file://)."""
     root, url = http_root
     _kill_cycle(f"file://{root / 'bank'}", url, tmp_path)
+
+
+# -- hostile remote manifests --------------------------------------------------------------
+
+@pytest.mark.parametrize("over", ["file", "http"])
+def test_deeply_nested_remote_manifest_is_one_line_and_changes_nothing(
+        over: str, http_root: tuple[Path, str], project: Callable[[str], Store],
+        tmp_path: Path) -> None:
+    """A remote manifest.json nested 100,000 levels deep (a RecursionError for a plain
+    json.loads) is refused by the local manifest's nesting cap: exit 1, one line, no
+    traceback, and the bank already pulled stays as it was."""
+    root, http_url = http_root
+    published = root / "bank"
+    Remote.open(published.as_uri()).publish(project("Hello there."))
+    dest = tmp_path / "dest"
+    url = published.as_uri() if over == "file" else http_url
+    assert _greetkit(["pull", url, "-o", str(dest)]).returncode == 0
+    before = clip_files(Store(dest)), (dest / "manifest.json").read_bytes()
+    (published / "manifest.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    out = _greetkit(["pull", url, "-o", str(dest)])
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"greetkit: {url}/manifest.json: manifest nests 100000 levels deep (a manifest has at "
+        "most 32); publish the bank again"]
+    assert (clip_files(Store(dest)), (dest / "manifest.json").read_bytes()) == before
+
+
+@pytest.mark.parametrize("over", ["file", "http"])
+def test_oversized_remote_manifest_is_refused_from_its_size(
+        over: str, http_root: tuple[Path, str], project: Callable[[str], Store],
+        tmp_path: Path) -> None:
+    """A 200 MB (sparse) remote manifest.json is refused from the size the store reports,
+    before its body is read; nothing is written locally."""
+    root, http_url = http_root
+    published = root / "bank"
+    Remote.open(published.as_uri()).publish(project("Hello there."))
+    os.truncate(published / "manifest.json", 200_000_000)
+    url = published.as_uri() if over == "file" else http_url
+    with pytest.raises(RemoteError) as info:
+        Remote.open(url).pull(Store(tmp_path / "dest"))
+    assert str(info.value) == (f"{url}/manifest.json: 200000000 bytes, more than the "
+                               "67108864 it can be; publish the bank again")
+    assert not (tmp_path / "dest").exists()
