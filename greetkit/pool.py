@@ -25,10 +25,42 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# glibc mallopt parameters (malloc.h) and the values the DSP wants: arrays under 32 MiB (a
+# 60 s clip's float64 samples at 48 kHz are 22 MiB) come from the heap instead of fresh
+# mmap pages, and up to 128 MiB freed is kept for the next clip instead of returned.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_KEEP_ARRAYS_UNDER = 32 << 20
+_KEEP_FREED = 128 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Make this process's allocator reuse freed memory for the DSP's large arrays.
+
+    The chain makes and drops a few dozen clip-length float64 arrays per clip. With glibc's
+    defaults each comes from new pages the kernel zeroes and maps on first touch, then goes
+    back on free: about a third of the DSP's CPU went to those page faults
+    (``bench/build_speed.py`` shows the chain both ways). Called in the build's mastering
+    process only, never by the loader. Returns whether the C library took the setting: False
+    where it has no ``mallopt`` (macOS, Windows) or ignores it, and nothing changes there.
+    """
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_ARRAYS_UNDER)
+                and mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED))
+
+
 def _start_worker(parent: int) -> None:
     # Ctrl-C goes to the whole process group; the build handles it for everyone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with(parent)
+    keep_freed_memory()
     # Spawned workers load numpy, scipy and soxr while the build renders the first clips.
     import soxr  # noqa: F401
 
@@ -70,8 +102,10 @@ def dsp_executor(workers: int) -> Executor:
     yet (the DSP modules are imported once, here, and shared copy-on-write: importing scipy
     costs about a CPU second per process), and spawned otherwise (a fork beside running
     threads can inherit a held lock). Call it before the renders start their threads.
+    Whichever process masters gets :func:`keep_freed_memory`.
     """
     if workers <= 1:
+        keep_freed_memory()  # this process masters
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="greetkit-dsp")
     fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
     if fork:
