@@ -203,6 +203,9 @@ class TruePeakMeter:
         self.sample_peak = float(np.max(self.reach)) if self.n else 0.0
         taps = polyphase(self.factor)
         self._reversed = [np.ascontiguousarray(taps[::-1, p]) for p in range(self.factor)]
+        # Phase 0 lands on the input samples, where the windowed sinc's other taps are its
+        # zeros (|tap| < 1e-16): the input times the centre tap, no convolution needed.
+        self._centre = float(taps[HALF_TAPS, 0])
         self._taps = taps
         self._slack = odd_slack(self.factor)
         self._peak: float | None = None
@@ -222,11 +225,18 @@ class TruePeakMeter:
         out = np.stack([(xpad[idx] * cols).sum(axis=1) for xpad in self.pads])
         return np.asarray(out * inside, dtype=np.float64)
 
+    def _phase(self, seg: FloatArray, p: int) -> FloatArray:
+        """Magnitudes of fine phase ``p`` over ``seg`` (a stretch of a padded channel), one
+        value per input frame but the last ``2 * HALF_TAPS``."""
+        if p == 0:
+            return np.abs(seg[HALF_TAPS:seg.size - HALF_TAPS]) * self._centre
+        return np.abs(np.convolve(seg, self._reversed[p], "valid"))
+
     def _grid(self, first: int, last: int, level: float) -> FloatArray:
         """Fine-grid magnitudes (max over channels) of frames ``first .. last - 1``, phase
         major: shape ``(factor, last - first)``, ``[p, i]`` being fine point
         ``(first + i) * factor + p``. Even phases are exact; an odd phase is exact wherever
-        it could exceed ``level`` and holds its upper bound (<= ``level``) elsewhere."""
+        it could reach ``level`` and holds its upper bound (< ``level``) elsewhere."""
         f, count = self.factor, last - first
         mag = np.zeros((f, count))
         lo, hi = max(first, 0), min(last, self.n)
@@ -234,7 +244,7 @@ class TruePeakMeter:
             for c, xpad in enumerate(self.pads):
                 seg = xpad[lo:hi + _SPAN - 1]
                 for p in range(0, f, 2):
-                    v = np.abs(np.convolve(seg, self._reversed[p], "valid"))
+                    v = self._phase(seg, p)
                     row = mag[p, lo - first:hi - first]
                     if c:
                         np.maximum(row, v, out=row)
@@ -245,7 +255,8 @@ class TruePeakMeter:
         offset = (first // BLOCK_FRAMES - 1) * BLOCK_FRAMES
         reach = np.repeat(self.reach[blocks], BLOCK_FRAMES)[first - offset:last - offset] \
             if self.reach.size else np.zeros(count)
-        # Odd phases: bounded from their computed neighbours, exact where over ``level``.
+        # Odd phases: bounded from their computed neighbours, exact where they could reach
+        # ``level``.
         odd = f // 2
         if odd == 0:
             return mag
@@ -257,7 +268,7 @@ class TruePeakMeter:
             right[-1, :-1] = mag[0, 1:]
             right[-1, -1] = math.inf  # unknown past the run: always a candidate
         bound = (mag[0:2 * odd:2] + right) * 0.5 + self._slack[1::2][:odd, None] * reach
-        rows, cols = np.nonzero(bound > level)
+        rows, cols = np.nonzero(bound >= level)
         if rows.size:
             values = self._exact(cols + first, 2 * rows + 1)
             bound[rows, cols] = np.abs(values).max(axis=0)
@@ -265,7 +276,7 @@ class TruePeakMeter:
         return mag
 
     def _prune(self, blocks: npt.NDArray[np.intp], level: float) -> npt.NDArray[np.intp]:
-        """Of ``blocks``, those that can still exceed ``level`` after an x2 pass (phases 0
+        """Of ``blocks``, those that can still reach ``level`` after an x2 pass (phases 0
         and ``factor // 2`` only, a quarter of the x8 work): a fine point is at most the
         larger of its two x2 neighbours plus :func:`half_slack` times the input peak within
         reach, a far tighter bound than the branch gain's. Lowers ``upper`` to it."""
@@ -280,8 +291,8 @@ class TruePeakMeter:
             top = np.zeros(last - first + 1)
             for xpad in self.pads:
                 seg = xpad[first:ends + _SPAN - 1]
-                y0 = np.abs(np.convolve(seg, self._reversed[0], "valid"))
-                yh = np.abs(np.convolve(seg, self._reversed[h], "valid"))
+                y0 = self._phase(seg, 0)
+                yh = self._phase(seg, h)
                 np.maximum(top[:y0.size], np.maximum(y0, yh), out=top[:y0.size])
             frames = np.zeros((end_block - first_block) * b)
             frames[:last - first] = np.maximum(top[:-1], top[1:])
@@ -289,7 +300,7 @@ class TruePeakMeter:
                 + slack * self.reach[first_block:end_block]
             run = self.upper[first_block:end_block]
             np.minimum(run, bound, out=run)
-            keep.append(first_block + np.flatnonzero(run > level))
+            keep.append(first_block + np.flatnonzero(run >= level))
         return np.concatenate(keep)
 
     def _runs(self, blocks: npt.NDArray[np.intp]) -> list[tuple[int, int]]:
@@ -318,24 +329,29 @@ class TruePeakMeter:
         # The loudest bounds first (one batch) to raise ``best`` early; then the rest in
         # signal order, so the blocks left form long runs (fewer, longer convolutions).
         order = np.argsort(-self.upper, kind="stable")
-        order = order[self.upper[order] > best]
+        order = order[self.upper[order] >= best]
         batches = [order[:_FIRST_BLOCKS]]
         rest = np.sort(order[_FIRST_BLOCKS:])
         batches += [rest[i:i + _BLOCKS_PER_BATCH] for i in range(0, rest.size,
                                                                  _BLOCKS_PER_BATCH)]
         b, f = BLOCK_FRAMES, self.factor
         for batch in batches:
-            batch = self._prune(batch[self.upper[batch] > best], best)
+            batch = self._prune(batch[self.upper[batch] >= best], best)
             if batch.size == 0:
                 continue
             for first_block, end_block in self._runs(batch):
                 first, last = first_block * b, min(self.n, end_block * b)
                 mag = self._grid(first, last, best)
                 self._lower_upper(first_block, end_block, mag)
-                i = int(np.argmax(mag))
-                if float(mag.flat[i]) > max(top, best):
-                    p, frame = divmod(i, mag.shape[1])
-                    top, where = float(mag.flat[i]), (first + frame) * f + p
+                value = float(mag.max())
+                if value > best or value == top:
+                    # Equal maxima (int16 samples held at one level, say) are refined at
+                    # the earliest, as the whole-grid reading does: not at whichever of
+                    # them the visiting order reaches first.
+                    p, frame = np.nonzero(mag == value)
+                    index = int(((first + frame) * f + p).min())
+                    if value > top or index < where:
+                        top, where = value, index
                     best = top
         peak = self.sample_peak
         if where >= 0:

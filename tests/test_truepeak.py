@@ -148,6 +148,22 @@ def test_espeak_clips_at_every_delivery_rate(clips: list[SpeechClip]) -> None:
     assert worst < EXACT_DB
 
 
+@pytest.mark.parametrize("rate", RATES)
+def test_phase_zero_is_the_input_times_the_centre_tap(rate: int) -> None:
+    """The meter takes fine phase 0 as the input times the centre tap, without convolving:
+    the interpolator's other phase-0 taps are the windowed sinc's zeros."""
+    factor = truepeak.oversampling_factor(rate)
+    column = truepeak.polyphase(factor)[:, 0].copy()
+    assert column[truepeak.HALF_TAPS] == pytest.approx(1.0, abs=1e-4)
+    column[truepeak.HALF_TAPS] = 0.0
+    assert np.abs(column).max() < 1e-15
+    x = np.random.default_rng(rate).uniform(-1.0, 1.0, 3000)
+    meter = TruePeakMeter(x, rate)
+    seg = meter.pads[0]
+    convolved = np.abs(np.convolve(seg, meter._reversed[0], "valid"))
+    np.testing.assert_allclose(meter._phase(seg, 0), convolved, rtol=0, atol=1e-14)
+
+
 # -- the envelope, derived signals, the limiter ---------------------------------------------
 
 @pytest.mark.parametrize("rate", (16000, 24000, 44100, 48000))
