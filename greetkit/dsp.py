@@ -175,20 +175,17 @@ def process(samples: npt.ArrayLike, sample_rate: int, params: DspParams, *,
     # 3. cut engine silence at both ends, keep a short natural pad.
     x = trim(x, rate, params)
     # 4. loudness to target; the true-peak limiter takes what the gain would push over.
-    # The meter measures this signal's true peak once; every later check (after the
-    # limiter, after dither) is bounded from it and oversamples only near the ceiling.
-    meter = loudness.TruePeakMeter(x, rate)
+    # The true peak is measured once; every later check (after the limiter, after dither)
+    # is bounded from the previous one and oversamples only near the ceiling.
     normalized = loudness.normalize_gain(
         x, rate, params.target_lufs, params.true_peak_ceiling_db,
-        lookahead_ms=params.limiter_lookahead_ms, release_ms=params.limiter_release_ms,
-        meter=meter)
+        lookahead_ms=params.limiter_lookahead_ms, release_ms=params.limiter_release_ms)
     report = normalized.report
     if "silent" in report.warnings:
         raise AudioError("audio is silent after trimming: no 400 ms block above the "
                          "-70 LUFS gate (BS.1770), nothing to normalize")
     # 5. fades against clicks at the cut points (inside the pad, so loudness is unchanged).
     curve = fade_curve(x.shape[0], rate, params)
-    weights = normalized.gain * curve
     y = normalized.samples[:, 0] * curve
     # 6. TPDF-dithered int16; 7. measure what will be stored. Rounding and dither can lift
     # a peak sitting at the ceiling by a hair: scale down by the excess and redo.
@@ -197,15 +194,16 @@ def process(samples: npt.ArrayLike, sample_rate: int, params: DspParams, *,
         pcm = dither_to_int16(y, params, seed=seed)
         final = loudness.measure(pcm, rate, peak=False)
         stored = pcm / _INT16_SCALE
-        # stored = x * weights + (dither and rounding): bounded per block from the meter.
-        peak = meter.derived(stored, weights, stored - y).peak()
+        # stored = normalized * curve + (dither and rounding): bounded per block from the
+        # normalize stage's measurement, so only the blocks near its peak are oversampled.
+        peak = normalized.meter.derived(stored, curve, stored - y).peak()
         true_peak_db = 20.0 * math.log10(peak) if peak > 0.0 else -math.inf
         over = true_peak_db - ceiling
         if over <= 0.0:
             break
         scale = 10.0 ** (-(over + 0.002) / 20.0)
         y = y * scale
-        weights = weights * scale
+        curve = curve * scale
     else:
         raise AudioError(f"could not hold the {ceiling} dBTP ceiling after dithering "
                          f"(true peak {true_peak_db:.2f} dBTP)")

@@ -240,20 +240,16 @@ def _k_weighted_powers(x: npt.NDArray[np.floating[Any]], sample_rate: float
         c1 = min(n, c0 + _KW_CHUNK_FRAMES)
         z, state = signal.sosfilt(sos, np.asarray(x[c0:c1], dtype=np.float64), axis=0,
                                   zi=state)
-        sq = z * z
-        total += sq.sum(axis=0)
-        if steps == 0:
-            continue
-        cum = np.concatenate([np.zeros((1, channels)), np.cumsum(sq, axis=0)])
-        # Steps overlapping this chunk, clipped to it.
-        first = int(np.searchsorted(bounds, c0, side="right")) - 1
-        last = min(steps, int(np.searchsorted(bounds, c1, side="left")))
-        if first >= last:
-            continue
-        js = np.arange(max(first, 0), last)
-        lo = np.clip(bounds[js] - c0, 0, c1 - c0)
-        hi = np.clip(bounds[js + 1] - c0, 0, c1 - c0)
-        sums[js] += cum[hi] - cum[lo]
+        sq = np.square(z, out=z)
+        # The chunk cut at every step boundary inside it, each piece summed once (a
+        # cumulative sum would cost a dependent pass over the chunk and lose precision).
+        inside = bounds[(bounds > c0) & (bounds < c1)]
+        starts = np.concatenate([[c0], inside])
+        pieces = np.add.reduceat(sq, starts - c0, axis=0)
+        step = np.searchsorted(bounds, starts, side="right") - 1
+        keep = step < steps  # not the partial step after the last boundary
+        sums[step[keep]] += pieces[keep]
+        total += pieces.sum(axis=0)
     return sums, np.diff(bounds).astype(np.float64), total / max(n, 1)
 
 
@@ -479,16 +475,17 @@ def _limiter_gain(envelope: FloatArray, threshold_db: float, half: int, release:
     # (1) Look-ahead: the minimum over +-half samples, so the gain is down before a peak.
     # It is under 1 only within +-half of a sample over the threshold (the support); it is
     # computed per stretch of the support from the need (1 elsewhere) around it.
-    need = np.ones(n)
-    need[over] = need_over
     breaks = np.flatnonzero(np.diff(over) > 2 * half)
-    starts = over[np.concatenate([[0], breaks + 1])]
-    ends = over[np.concatenate([breaks, [over.size - 1]])]
+    first_of = np.concatenate([[0], breaks + 1])
+    last_of = np.concatenate([breaks, [over.size - 1]])
     support, m_support = [], []
-    for s0, s1 in zip(starts, ends, strict=True):
-        lo, hi = max(0, int(s0) - half), min(n, int(s1) + half + 1)
+    for i0, i1 in zip(first_of, last_of, strict=True):
+        s0, s1 = int(over[i0]), int(over[i1])
+        lo, hi = max(0, s0 - half), min(n, s1 + half + 1)
         ctx_lo, ctx_hi = max(0, lo - half), min(n, hi + half)
-        m = ndimage.minimum_filter1d(need[ctx_lo:ctx_hi], 2 * half + 1, mode="nearest")
+        need = np.ones(ctx_hi - ctx_lo)
+        need[over[i0:i1 + 1] - ctx_lo] = need_over[i0:i1 + 1]
+        m = ndimage.minimum_filter1d(need, 2 * half + 1, mode="nearest")
         support.append(np.arange(lo, hi))
         m_support.append(m[lo - ctx_lo:hi - ctx_lo])
     where = np.concatenate(support)
@@ -501,28 +498,39 @@ def _limiter_gain(envelope: FloatArray, threshold_db: float, half: int, release:
     rate = 1.0 / release
     running = np.maximum.accumulate(np.log(u) + where * rate)
     follower = np.repeat(running, np.diff(np.append(where, n)))
-    follower -= np.arange(first, n, dtype=np.float64) * rate
+    ramp = np.arange(first, n, dtype=np.float64)
+    ramp *= rate
+    follower -= ramp
     np.exp(follower, out=follower)
     follower[where - first] = np.maximum(follower[where - first], u)
-    # dB reduction to gain: 10^(-f/20).
+    # dB reduction to gain: 10^(-f/20), less 1 (the average below works on the difference).
     follower *= -math.log(10.0) / 20.0
-    held = np.exp(follower, out=follower)
+    held_less_1 = np.expm1(follower, out=follower)
     # (3) Attack: a moving average over the same +-half samples. Every value averaged at n
     # is a minimum over a window that contains n, so the average stays <= need[n].
     # (Clamping the average to ``held`` would re-introduce the steps it removes.) Before
     # the support's first sample - half the average is of ones. Edges repeat the end value
-    # (as ndimage's mode "nearest").
+    # (as ndimage's mode "nearest"). Window sums by a cumulative sum of (held - 1): exact
+    # to ~1e-13 and O(n), written into one buffer laid out as
+    # [0, edge - 1 before the signal, zeros up to ``first``, held - 1, the last repeated].
     width = 2 * half + 1
     lo = max(0, first - half)
     start = lo - half
-    edge = 1.0 if first > 0 else float(held[0])
-    # Window sums of (held - 1) by a cumulative sum: exact to ~1e-13 and O(n).
-    body = np.concatenate([np.full(max(0, -start), edge - 1.0),
-                           np.zeros(first - max(start, 0)), held - 1.0,
-                           np.full(half, held[-1] - 1.0)])
-    sums = np.concatenate([[0.0], np.cumsum(body)])
-    gain = np.ones(n)
-    gain[lo:] += (sums[width:width + n - lo] - sums[:n - lo]) / width
+    edge = 0.0 if first > 0 else float(held_less_1[0])
+    lead, gap = max(0, -start), first - max(start, 0)
+    body = np.empty(1 + lead + gap + held_less_1.size + half)
+    body[0] = 0.0
+    body[1:1 + lead] = edge
+    body[1 + lead:1 + lead + gap] = 0.0
+    body[1 + lead + gap:1 + lead + gap + held_less_1.size] = held_less_1
+    body[1 + lead + gap + held_less_1.size:] = held_less_1[-1]
+    sums = np.cumsum(body, out=body)
+    gain = np.empty(n)
+    gain[:lo] = 1.0
+    window = gain[lo:]
+    np.subtract(sums[width:width + n - lo], sums[:n - lo], out=window)
+    window /= width
+    window += 1.0
     return gain
 
 
@@ -567,11 +575,15 @@ def limit(samples: npt.ArrayLike, sample_rate: float, ceiling_db: float, *,
 
 @dataclass(frozen=True)
 class Normalized:
-    """:func:`normalize_gain`'s result: ``samples = input * gain[:, None]``."""
+    """:func:`normalize_gain`'s result: ``samples = input * gain[:, None]``, and a meter of
+    ``samples`` whose true peak is measured (``report.true_peak_db``): a later stage checks
+    its own output's true peak from it (:meth:`TruePeakMeter.derived`), re-oversampling
+    only the blocks near that peak."""
 
     samples: FloatArray  # (frames, channels) float64
     gain: FloatArray  # (frames,): the static gain times the limiter's gain curve
     report: NormalizeReport
+    meter: TruePeakMeter
 
 
 def normalize(samples: npt.ArrayLike, sample_rate: float, target_lufs: float,
@@ -622,7 +634,7 @@ def normalize_gain(samples: npt.ArrayLike, sample_rate: float, target_lufs: floa
     if math.isinf(base):
         warnings.append("silent")
         return Normalized(x, np.ones(x.shape[0]), NormalizeReport(
-            0.0, 0.0, base, _db(meter.peak()), tuple(warnings)))
+            0.0, 0.0, base, _db(meter.peak()), tuple(warnings)), meter)
     gain_db = target_lufs - base
     # The sample peak is a floor of the true peak: if it already crosses, the limiter will
     # act and its envelope (computed next) covers the peak's search, so skip it here.
@@ -631,8 +643,11 @@ def normalize_gain(samples: npt.ArrayLike, sample_rate: float, target_lufs: floa
         peak = _db(meter.peak())
         if peak + gain_db <= ceiling_db:
             g = 10.0 ** (gain_db / 20.0)
-            return Normalized(x * g, np.full(x.shape[0], g), NormalizeReport(
-                gain_db, 0.0, base + gain_db, peak + gain_db, tuple(warnings)))
+            weights = np.full(x.shape[0], g)
+            out = x * g
+            return Normalized(out, weights, NormalizeReport(
+                gain_db, 0.0, base + gain_db, peak + gain_db, tuple(warnings)),
+                meter.derived(out, weights))
 
     # The envelope scales with the gain, so it is computed once (by the meter).
     half = max(1, round(lookahead_ms * 1e-3 * sample_rate))
@@ -649,12 +664,14 @@ def normalize_gain(samples: npt.ArrayLike, sample_rate: float, target_lufs: floa
     threshold = ceiling_db - margin_db
     converged = False
     curve, level, reduction, final_peak = np.ones(x.shape[0]), base, 0.0, peak
+    out, checked = x, meter
     for _ in range(6):  # threshold corrections (rare: an inter-sample peak lifted over)
         curve, level, reduction = run(gain_db, threshold)
         gain_db, curve, level, reduction, converged = _solve_gain(
             run, gain_db, threshold, curve, level, reduction, target_lufs, tolerance_lu)
         out = x * curve[:, None]
-        final_peak = _db(meter.derived(out, curve).peak())
+        checked = meter.derived(out, curve)
+        final_peak = _db(checked.peak())
         if final_peak <= ceiling_db:
             break
         threshold -= final_peak - ceiling_db + 0.01
@@ -663,8 +680,8 @@ def normalize_gain(samples: npt.ArrayLike, sample_rate: float, target_lufs: floa
     if reduction > HEAVY_LIMITING_DB:
         warnings.append(f"heavy-limiting: the limiter took {reduction:.1f} dB; use a less "
                         "peaky take or a lower loudness target")
-    return Normalized(x * curve[:, None], curve,
-                      NormalizeReport(gain_db, reduction, level, final_peak, tuple(warnings)))
+    return Normalized(out, curve, NormalizeReport(gain_db, reduction, level, final_peak,
+                                                  tuple(warnings)), checked)
 
 
 def _solve_gain(run: Callable[[float, float], tuple[FloatArray, float, float]],
