@@ -184,6 +184,21 @@ def test_envelope_is_exact_over_the_level_asked(rate: int) -> None:
         assert np.all(env[~over] <= level)
 
 
+def test_envelope_stays_within_a_level_a_hair_under_the_last(
+        clips: list[SpeechClip]) -> None:
+    """The limiter asks for levels a hair apart as its gain solve converges. A block whose
+    bound drops under the new level keeps no value over it from the call before."""
+    x = soxr.resample(clips[1].samples.astype(np.float64), clips[1].sample_rate, 48000)
+    x /= np.max(np.abs(x))
+    reference = reference_envelope(x, 48000)
+    meter = TruePeakMeter(x, 48000)
+    for level in np.geomspace(0.8, 0.6, 40):
+        env = meter.envelope_at_least(level)
+        over = reference > level
+        np.testing.assert_allclose(env[over], reference[over], rtol=0, atol=1e-12)
+        assert np.all(env[~over] <= level)
+
+
 def test_derived_signal_reads_as_if_measured_afresh(clips: list[SpeechClip]) -> None:
     """A limited, faded, dithered signal checked through its source's meter (bounds from
     the source's blocks) reads exactly what a fresh measurement reads."""
