@@ -220,6 +220,22 @@ def test_speech_is_at_target_and_under_ceiling_by_our_meter(
         assert out.true_peak_db <= -1.5, clip.name
 
 
+def test_reported_true_peak_is_a_fresh_reading_of_the_stored_samples(
+        processed: list[tuple[SpeechClip, ProcessedAudio]]) -> None:
+    """The chain checks the dithered int16 through bounds carried from the stages before;
+    what it reports is what measuring the stored samples from scratch reads (ties between
+    equal int16 peaks included), for every rate a clip is delivered at."""
+    for clip, out in processed:
+        assert out.true_peak_db == pytest.approx(measure(out.pcm, 48000).true_peak_db,
+                                                 abs=1e-9), clip.name
+    for i, (clip, _) in enumerate(processed[::5]):  # other rates: a full chain each
+        for rate in (24000, 16000):
+            other = process(clip.samples, clip.sample_rate, DspParams(sample_rate=rate),
+                            seed=i)
+            assert other.true_peak_db == pytest.approx(
+                measure(other.pcm, rate).true_peak_db, abs=1e-9), (clip.name, rate)
+
+
 def _ffmpeg_ebur128(path: Path) -> tuple[float, float]:
     """Integrated loudness and true peak from ffmpeg's ebur128 summary (0.1 resolution)."""
     run = subprocess.run(["ffmpeg", "-nostats", "-hide_banner", "-i", str(path),

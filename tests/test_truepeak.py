@@ -164,6 +164,33 @@ def test_phase_zero_is_the_input_times_the_centre_tap(rate: int) -> None:
     np.testing.assert_allclose(meter._phase(seg, 0), convolved, rtol=0, atol=1e-14)
 
 
+def test_equal_maxima_are_refined_at_the_earliest_whatever_the_visiting_order() -> None:
+    """Two crests whose samples are equal (the grid's maximum, twice) but whose parabolas
+    peak differently: the reading refines the earlier, as the whole grid's argmax does, even
+    when the bounds send the meter to the later one first."""
+    rate, n = 48000, 48000
+    x = np.zeros(n)
+    for centre, offset in ((10_000, 0.03), (30_000, 0.01)):
+        t = np.arange(centre - 200, centre + 200) - (centre + offset)
+        pulse = np.exp(-0.5 * (t / 6.0) ** 2)
+        x[centre - 200:centre + 200] = 0.8 * pulse / pulse[200]  # the crest sample is 0.8
+    assert x[10_000] == x[30_000] == 0.8
+    # A quiet tone whose cheap bounds (2.6 x its 0.36) outrank the earlier crest's 0.9 below:
+    # the later crest is met in the meter's first batch, the earlier one only after it.
+    x[40_000:46_000] = 0.36 * np.sin(2 * np.pi * 1000 * np.arange(6000) / rate)
+    fresh = TruePeakMeter(x, rate)
+    upper = fresh.upper.copy()
+    upper[10_000 // truepeak.BLOCK_FRAMES - 1:10_000 // truepeak.BLOCK_FRAMES + 2] = 0.9
+    later_first = TruePeakMeter(x, rate, upper=upper)  # still a true bound, ranked lower
+    expected = reference_db(x, rate)
+    assert 20 * math.log10(later_first.peak()) == pytest.approx(expected, abs=1e-12)
+    assert 20 * math.log10(fresh.peak()) == pytest.approx(expected, abs=1e-12)
+    # The two crests do read apart, so the choice matters.
+    second = x.copy()
+    second[:20_000] = 0.0
+    assert abs(reference_db(second, rate) - expected) > 1e-6
+
+
 # -- the envelope, derived signals, the limiter ---------------------------------------------
 
 @pytest.mark.parametrize("rate", (16000, 24000, 44100, 48000))
