@@ -196,7 +196,7 @@ def _acquire_lock(root: Path, wait: float) -> int:
             if time.monotonic() < deadline:
                 time.sleep(0.1)
                 continue
-            holder = _read_pid(path)
+            holder = _holder_pid(path)
             who = f"pid {holder}" if holder else "another process"
             raise StoreLocked(
                 f"{root}: another build ({who}) is writing this store; wait for it "
@@ -442,6 +442,28 @@ class Store:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
         return doomed
+
+
+def _holder_pid(path: Path) -> int | None:
+    """The pid in a held lock file. The holder writes it just after its flock succeeds, so
+    a build that lost the race by a hair can find the file still empty, or still holding a
+    dead build's pid: look again for up to half a second before saying "another process"."""
+    for _ in range(10):
+        pid = _read_pid(path)
+        if pid is not None and _alive(pid):
+            return pid
+        time.sleep(0.05)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _read_pid(path: Path) -> int | None:

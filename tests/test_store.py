@@ -111,6 +111,34 @@ def test_lock_excludes_a_second_holder_and_takes_over_stale_locks(store: Store) 
     assert not (store.root / ".lock").exists()
 
 
+def test_a_build_refused_as_the_holder_starts_still_names_it(store: Store) -> None:
+    """The holder writes its pid just after its flock succeeds. A build refused in that
+    moment, when the file still holds a dead build's pid, looks again and names the live
+    holder (CI once saw "another process" here)."""
+    import fcntl
+    import threading
+    import time
+
+    store.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(store.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"999999999\n")  # a dead build's pid, not yet replaced
+
+    def write_own_pid() -> None:
+        time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+    writer = threading.Thread(target=write_own_pid)
+    writer.start()
+    try:
+        with pytest.raises(StoreLocked, match=f"pid {os.getpid()}"), store.lock():
+            pass
+    finally:
+        writer.join()
+        os.close(fd)
+
+
 def test_gc_removes_only_unreferenced_files(store: Store) -> None:
     """Files of older versions go; the current manifest's stay."""
     old = store.write_clip("old.abc", ramp()[::-1].copy(), 48000)
