@@ -247,6 +247,8 @@ class TruePeakMeter:
         self._taps = taps
         self._slack = odd_slack(self.factor)
         self._peak: float | None = None
+        # Blocks whose x2 bound is already in ``upper`` (it does not depend on the level).
+        self._pruned = np.zeros(self.upper.size, dtype=bool)
         # Envelope state: exact in every block whose bound exceeds ``_env_level``.
         self._env: FloatArray | None = None
         self._env_level: FloatArray | None = None  # per block: exact above this level
@@ -333,14 +335,14 @@ class TruePeakMeter:
         and ``factor // 2`` only: one convolution, phase 0 being the input): a fine point is
         at most its x2 neighbours plus their curvature plus a small remainder
         (:func:`curvature_slack`), a far tighter bound than the branch gain's. Lowers
-        ``upper`` to it."""
+        ``upper`` to it, once per block: the bound does not depend on ``level``."""
         f = self.factor
         if f < 4 or blocks.size == 0:
             return blocks
         b, h = BLOCK_FRAMES, f // 2
         a1, b1, a2, b2, rho = curvature_slack(f)
-        keep = []
-        for first_block, end_block in self._runs(blocks):
+        fresh = blocks[~self._pruned[blocks]]
+        for first_block, end_block in self._runs(fresh) if fresh.size else ():
             first, last = first_block * b, min(self.n, end_block * b)
             count = last - first
             top = np.zeros(count)
@@ -365,8 +367,8 @@ class TruePeakMeter:
                 + rho * self.reach[first_block:end_block]
             run = self.upper[first_block:end_block]
             np.minimum(run, bound, out=run)
-            keep.append(first_block + np.flatnonzero(run >= level))
-        return np.concatenate(keep)
+            self._pruned[first_block:end_block] = True
+        return blocks[self.upper[blocks] >= level]
 
     def _runs(self, blocks: npt.NDArray[np.intp]) -> list[tuple[int, int]]:
         """Block indices as runs ``(first block, last block + 1)``, sorted; blocks up to
