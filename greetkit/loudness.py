@@ -497,11 +497,13 @@ def _limiter_gain(envelope: FloatArray, threshold_db: float, half: int, release:
     first = int(where[0])
     rate = 1.0 / release
     running = np.maximum.accumulate(np.log(u) + where * rate)
-    follower = np.repeat(running, np.diff(np.append(where, n)))
-    ramp = np.arange(first, n, dtype=np.float64)
-    ramp *= rate
-    follower -= ramp
-    np.exp(follower, out=follower)
+    # Between support samples the follower only decays: its value m samples after support
+    # sample j is exp(running[j] - where[j] / T) exp(-m / T), so the exponential is taken
+    # once per support sample plus one table of exp(-m / T) as long as the longest gap.
+    lengths = np.diff(np.append(where, n))
+    since = np.arange(n - first) - np.repeat(where - first, lengths)
+    follower = np.exp(-rate * np.arange(int(lengths.max())))[since]
+    follower *= np.repeat(np.exp(running - where * rate), lengths)
     follower[where - first] = np.maximum(follower[where - first], u)
     # dB reduction to gain: 10^(-f/20), less 1 (the average below works on the difference).
     follower *= -math.log(10.0) / 20.0
